@@ -1,0 +1,3 @@
+//! kithara-file (skeleton)
+mod error;
+pub use error::FileError;
