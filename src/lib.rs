@@ -1,3 +1,54 @@
-//! kithara-file (skeleton)
+//! Play a file straight off an HTTP server as if it were local.
+//!
+//! A [`FileSession`] is `std::io::Read + std::io::Seek` over a remote file. A background
+//! thread (the driver) downloads ahead of the reader into a bounded channel, so memory
+//! stays flat whatever the file size; seeks outside the bytes already held become HTTP
+//! Range requests; transient network failures are retried and resumed at the exact byte.
+//! The same bytes are also available as an async [`Stream`](futures_core::Stream) of
+//! [`Bytes`] through [`FileSession::stream`], with no async runtime inside the crate.
+//!
+//! ```no_run
+//! use std::io::{Read, Seek, SeekFrom};
+//! use kithara_file::{FileSource, FileSourceOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let url = "http://127.0.0.1:8000/track.flac".parse()?;
+//! let mut session = FileSource::open(url, FileSourceOptions::new())?;
+//! println!("{:?} bytes", session.byte_len());
+//!
+//! let mut head = [0u8; 4096];
+//! session.read_exact(&mut head)?;        // blocks until the bytes arrive
+//! session.seek(SeekFrom::End(-128))?;    // a Range request, no full download
+//! let mut tail = Vec::new();
+//! session.read_to_end(&mut tail)?;       // Ok(0) only at the real end
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Contract
+//!
+//! - `read` returns `Ok(0)` only at the end of the file. Network failures that retries
+//!   cannot mend come back as errors that wrap a [`FileError`] (downcast with
+//!   `io_err.get_ref()`), never as a short file.
+//! - Every byte handed out is the byte at that offset of the first version of the file:
+//!   responses are checked (`206` with the right `Content-Range`, validators pinned on
+//!   the first response); a change on the server is [`FileError::ResourceChanged`].
+//! - Dropping the last handle stops the driver thread and joins it without waiting on
+//!   the network.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod cache;
+mod driver;
 mod error;
+mod options;
+mod range_policy;
+mod session;
+
+pub use bytes::Bytes;
+pub use url::Url;
+
+pub use cache::{AssetCache, AssetId};
 pub use error::FileError;
+pub use options::FileSourceOptions;
+pub use session::{FileSession, FileSource, FileStream};

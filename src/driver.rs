@@ -1,0 +1,821 @@
+//! The downloader: one background thread per session that runs HTTP requests and pushes
+//! the body, chunk by chunk, into a bounded channel the reader drains.
+//!
+//! Every chunk carries the epoch of the fetch that produced it and its byte offset, so the
+//! reader can drop chunks of a fetch it has abandoned and check that every chunk lands
+//! where it belongs. The driver never blocks on the channel without also watching its
+//! commands, so a seek or stop is seen while the look-ahead is full.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use ureq::Agent;
+use url::Url;
+
+use crate::cache::PartialFile;
+use crate::options::{is_secret_header, FileSourceOptions};
+use crate::range_policy::{
+    plan_response, range_header, validators_of, Plan, Refusal, Requested, ResponseHead,
+    Validators,
+};
+use crate::FileError;
+
+/// Bytes per chunk: large enough that per-chunk costs vanish, small enough that the
+/// reader sees data soon after it arrives.
+pub(crate) const CHUNK_SIZE: usize = 64 * 1024;
+
+/// What the session asks of the driver.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Fetch(Fetch),
+    Stop,
+}
+
+/// Download bytes `start..end` (`end` exclusive; `None` = to the end of the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fetch {
+    pub epoch: u64,
+    pub start: u64,
+    pub end: Option<u64>,
+}
+
+/// What the driver hands the reader.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// `bytes` belong at `offset` of the file.
+    Data {
+        epoch: u64,
+        offset: u64,
+        bytes: Bytes,
+    },
+    /// The fetch delivered everything it was asked for, up to `offset`; `eof` when that
+    /// is the end of the file.
+    End { epoch: u64, offset: u64, eof: bool },
+    /// The fetch gave up.
+    Failed { epoch: u64, error: FileError },
+}
+
+/// What the first response told about the resource.
+#[derive(Debug, Clone)]
+pub(crate) struct Opened {
+    pub content_type: Option<String>,
+}
+
+const UNKNOWN_SIZE: u64 = u64::MAX;
+
+/// State shared by the driver thread and every handle of its session.
+pub(crate) struct Shared {
+    size: AtomicU64,
+    ranges: AtomicBool,
+    stopped: AtomicBool,
+    /// The fetch the driver works on and how far it has sent bytes into the channel.
+    front: Mutex<Front>,
+    in_flight: Mutex<InFlight>,
+    waker: Mutex<Option<Waker>>,
+    pub(crate) requests: AtomicU64,
+    pub(crate) bytes_fetched: AtomicU64,
+    pub(crate) retries: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Front {
+    pub epoch: u64,
+    pub sent_to: u64,
+}
+
+/// The agent of the request in flight, so another thread can cancel it.
+#[derive(Default)]
+struct InFlight {
+    epoch: u64,
+    agent: Option<Agent>,
+    cancel_below: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the session down with it; the data stays usable.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn new(size: Option<u64>, ranges: bool) -> Self {
+        Shared {
+            size: AtomicU64::new(size.unwrap_or(UNKNOWN_SIZE)),
+            ranges: AtomicBool::new(ranges),
+            stopped: AtomicBool::new(false),
+            front: Mutex::new(Front::default()),
+            in_flight: Mutex::new(InFlight::default()),
+            waker: Mutex::new(None),
+            requests: AtomicU64::new(0),
+            bytes_fetched: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn size(&self) -> Option<u64> {
+        match self.size.load(Ordering::Acquire) {
+            UNKNOWN_SIZE => None,
+            size => Some(size),
+        }
+    }
+
+    pub(crate) fn set_size(&self, size: u64) {
+        self.size.store(size, Ordering::Release);
+    }
+
+    /// Whether the server answers Range requests (and the options allow them).
+    pub(crate) fn ranges(&self) -> bool {
+        self.ranges.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn front(&self) -> Front {
+        *lock(&self.front)
+    }
+
+    /// Marks the session stopped and cancels whatever request is in flight.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.cancel_below(u64::MAX);
+        self.wake();
+    }
+
+    /// Aborts the request in flight if it serves a fetch older than `epoch`: the reader
+    /// has moved on and must not wait for a stalled body to time out.
+    pub(crate) fn cancel_below(&self, epoch: u64) {
+        let agent = {
+            let mut in_flight = lock(&self.in_flight);
+            in_flight.cancel_below = in_flight.cancel_below.max(epoch);
+            if in_flight.epoch < epoch {
+                in_flight.agent.take()
+            } else {
+                None
+            }
+        };
+        if let Some(agent) = agent {
+            agent.shutdown();
+        }
+    }
+
+    pub(crate) fn register_waker(&self, waker: &Waker) {
+        let mut slot = lock(&self.waker);
+        match slot.as_ref() {
+            Some(current) if current.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+    }
+
+    pub(crate) fn wake(&self) {
+        if let Some(waker) = lock(&self.waker).take() {
+            waker.wake();
+        }
+    }
+}
+
+/// Everything the driver thread needs to start.
+pub(crate) struct DriverSpec {
+    pub url: Url,
+    pub options: FileSourceOptions,
+    pub first: Fetch,
+    /// Validators of bytes already held (a partial cache file), checked on first contact.
+    pub pinned: Option<Validators>,
+    pub partial: Option<Arc<PartialFile>>,
+}
+
+/// Channels between the driver and its session.
+pub(crate) struct DriverChannels {
+    pub commands: Receiver<Command>,
+    pub data: Sender<Message>,
+    pub opened: Sender<Result<Opened, FileError>>,
+    /// Dropped when the thread ends, so the session can wait for it with a deadline.
+    pub done: Sender<()>,
+}
+
+/// Starts the driver thread.
+pub(crate) fn spawn(
+    spec: DriverSpec,
+    shared: Arc<Shared>,
+    channels: DriverChannels,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name("kithara-file-driver".into())
+        .spawn(move || {
+            let DriverChannels {
+                commands,
+                data,
+                opened,
+                done,
+            } = channels;
+            let first = spec.first;
+            let mut driver = Driver::new(spec, shared, commands, data, opened);
+            driver.run(first);
+            drop(done);
+        })
+}
+
+fn build_agent(options: &FileSourceOptions) -> Agent {
+    Agent::config_builder()
+        .http_status_as_error(false)
+        // Redirects are followed by hand: the https-to-http check and the final URL need it.
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_connect(Some(options.connect_timeout))
+        .timeout_recv_response(Some(options.read_timeout))
+        .timeout_per_read(Some(options.read_timeout))
+        .user_agent(options.user_agent.as_str())
+        .build()
+        .into()
+}
+
+/// What the driver does next.
+enum Flow {
+    /// Wait for the next command.
+    Idle,
+    /// Handle this command now.
+    Next(Command),
+    /// The session is gone.
+    Exit,
+}
+
+/// Why a request attempt failed.
+enum Failure {
+    Transient {
+        cause: String,
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+    },
+    Fatal(FileError),
+    /// The request was cancelled by the session; a command is waiting.
+    Cancelled,
+}
+
+/// How pumping a body ended.
+enum Pumped {
+    /// The body ended where it said it would.
+    Complete,
+    Interrupted(Flow),
+    Failed(Failure),
+}
+
+/// An open response: its body and where its bytes go.
+struct OpenBody {
+    body: ureq::BodyReader<'static>,
+    start: u64,
+    skip: u64,
+    end: Option<u64>,
+}
+
+struct Driver {
+    url: Url,
+    options: FileSourceOptions,
+    agent: Agent,
+    pinned: Option<Validators>,
+    partial: Option<Arc<PartialFile>>,
+    shared: Arc<Shared>,
+    commands: Receiver<Command>,
+    data: Sender<Message>,
+    opened: Option<Sender<Result<Opened, FileError>>>,
+    jitter: u64,
+}
+
+impl Driver {
+    fn new(
+        spec: DriverSpec,
+        shared: Arc<Shared>,
+        commands: Receiver<Command>,
+        data: Sender<Message>,
+        opened: Sender<Result<Opened, FileError>>,
+    ) -> Self {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9e37_79b9_7f4a_7c15);
+        Driver {
+            agent: build_agent(&spec.options),
+            url: spec.url,
+            options: spec.options,
+            pinned: spec.pinned,
+            partial: spec.partial,
+            shared,
+            commands,
+            data,
+            opened: Some(opened),
+            jitter: seed | 1,
+        }
+    }
+
+    fn run(&mut self, first: Fetch) {
+        let mut next = Some(Command::Fetch(first));
+        loop {
+            let command = match next.take() {
+                Some(command) => command,
+                None => match self.commands.recv() {
+                    Ok(command) => command,
+                    Err(_) => break,
+                },
+            };
+            match command {
+                Command::Stop => break,
+                Command::Fetch(fetch) => match self.fetch(fetch) {
+                    Flow::Idle => {}
+                    Flow::Next(command) => next = Some(command),
+                    Flow::Exit => break,
+                },
+            }
+        }
+        self.checkpoint_cache();
+        if let Some(opened) = self.opened.take() {
+            let _ = opened.send(Err(FileError::Stopped));
+        }
+    }
+
+    /// Downloads one fetch to its end, retrying transient failures.
+    fn fetch(&mut self, fetch: Fetch) -> Flow {
+        {
+            let mut front = lock(&self.shared.front);
+            front.epoch = fetch.epoch;
+            front.sent_to = fetch.start;
+        }
+        let mut offset = fetch.start;
+        let mut failures: u32 = 0;
+        loop {
+            if let Some(flow) = self.poll_command() {
+                return flow;
+            }
+            let wanted_end = fetch.end.or(self.shared.size());
+            if wanted_end.is_some_and(|end| offset >= end) {
+                return self.finish(fetch, offset);
+            }
+            let failure = match self.open_body(fetch, offset) {
+                Ok(None) => return self.finish(fetch, offset),
+                Ok(Some(open)) => {
+                    let before = offset;
+                    let pumped = self.pump(fetch, open, &mut offset);
+                    if offset > before {
+                        failures = 0;
+                    }
+                    match pumped {
+                        // A server may send less than asked; ask again for the rest.
+                        Pumped::Complete => continue,
+                        Pumped::Interrupted(flow) => return flow,
+                        Pumped::Failed(failure) => failure,
+                    }
+                }
+                Err(failure) => failure,
+            };
+            let (cause, status, retry_after) = match failure {
+                Failure::Cancelled => match self.poll_command() {
+                    Some(flow) => return flow,
+                    None => continue,
+                },
+                Failure::Fatal(error) => return self.fail(fetch.epoch, error),
+                Failure::Transient {
+                    cause,
+                    status,
+                    retry_after,
+                } => (cause, status, retry_after),
+            };
+            failures += 1;
+            if failures > self.options.max_retries {
+                let error = FileError::Network(format!(
+                    "{cause} (gave up after {} retries)",
+                    self.options.max_retries
+                ));
+                return self.fail(fetch.epoch, error);
+            }
+            let delay = match retry_after {
+                Some(wait) if wait > self.options.retry_max_delay => {
+                    let error = match status {
+                        Some(status) => FileError::HttpStatus {
+                            status,
+                            url: redact(&self.url),
+                        },
+                        None => FileError::Network(cause),
+                    };
+                    return self.fail(fetch.epoch, error);
+                }
+                Some(wait) => wait.max(self.backoff(failures)),
+                None => self.backoff(failures),
+            };
+            self.shared.retries.fetch_add(1, Ordering::Relaxed);
+            match self.commands.recv_timeout(delay) {
+                Ok(command) => return Flow::Next(command),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Flow::Exit,
+            }
+        }
+    }
+
+    /// Exponential backoff with jitter: a random delay in the upper half of
+    /// `base * 2^(attempt-1)`, capped at the max.
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let base = self.options.retry_base_delay;
+        let max = self.options.retry_max_delay;
+        let full = base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+            .min(max);
+        // xorshift64: jitter only needs to decorrelate clients, not be unpredictable.
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let fraction = 0.5 + (self.jitter % 1000) as f64 / 2000.0;
+        full.mul_f64(fraction)
+    }
+
+    fn poll_command(&self) -> Option<Flow> {
+        match self.commands.try_recv() {
+            Ok(command) => Some(Flow::Next(command)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(Flow::Exit),
+        }
+    }
+
+    /// Sends a message, watching commands while the channel is full.
+    fn send(&self, message: Message) -> Result<(), Flow> {
+        select! {
+            send(self.data, message) -> sent => {
+                if sent.is_err() {
+                    return Err(Flow::Exit);
+                }
+                self.shared.wake();
+                Ok(())
+            },
+            recv(self.commands) -> command => Err(match command {
+                Ok(command) => Flow::Next(command),
+                Err(_) => Flow::Exit,
+            }),
+        }
+    }
+
+    fn finish(&mut self, fetch: Fetch, offset: u64) -> Flow {
+        let eof = match self.shared.size() {
+            Some(size) => offset >= size,
+            None => {
+                // Only a body of unknown length that ended cleanly gets here.
+                self.shared.set_size(offset);
+                true
+            }
+        };
+        self.commit_cache_if_complete();
+        match self.send(Message::End {
+            epoch: fetch.epoch,
+            offset,
+            eof,
+        }) {
+            Ok(()) => Flow::Idle,
+            Err(flow) => flow,
+        }
+    }
+
+    fn fail(&mut self, epoch: u64, error: FileError) -> Flow {
+        if let Some(opened) = self.opened.take() {
+            let _ = opened.send(Err(error));
+            return Flow::Exit;
+        }
+        match self.send(Message::Failed { epoch, error }) {
+            Ok(()) => Flow::Idle,
+            Err(flow) => flow,
+        }
+    }
+
+    /// Registers the agent as in flight for `epoch`; `false` if the session already
+    /// cancelled that epoch.
+    fn begin_request(&self, epoch: u64) -> bool {
+        let mut in_flight = lock(&self.shared.in_flight);
+        if epoch < in_flight.cancel_below {
+            return false;
+        }
+        in_flight.epoch = epoch;
+        in_flight.agent = Some(self.agent.clone());
+        true
+    }
+
+    /// Ends the in-flight registration; a cancelled (shut down) agent is replaced.
+    fn end_request(&mut self) {
+        let cancelled = lock(&self.shared.in_flight).agent.take().is_none();
+        if cancelled {
+            self.agent = build_agent(&self.options);
+        }
+    }
+
+    /// Sends the request for `offset..` (following redirects) and checks the answer.
+    /// `Ok(None)`: the file ends at or before `offset`.
+    fn open_body(&mut self, fetch: Fetch, offset: u64) -> Result<Option<OpenBody>, Failure> {
+        if !self.begin_request(fetch.epoch) {
+            return Err(Failure::Cancelled);
+        }
+        let result = self.request(fetch, offset);
+        if !matches!(result, Ok(Some(_))) {
+            self.end_request();
+        }
+        result
+    }
+
+    fn request(&mut self, fetch: Fetch, offset: u64) -> Result<Option<OpenBody>, Failure> {
+        let ranged = self.options.range_seek && self.shared.ranges();
+        let requested = Requested {
+            start: offset,
+            end: fetch.end.filter(|_| ranged),
+            ranged,
+        };
+        let mut url = self.url.clone();
+        let mut hops = 0;
+        let response = loop {
+            let response = self.call(&url, requested)?;
+            let status = response.status().as_u16();
+            let location = header(&response, "location");
+            match (status, location) {
+                (301 | 302 | 303 | 307 | 308, Some(location)) => {
+                    hops += 1;
+                    if hops > self.options.max_redirects {
+                        return Err(Failure::Fatal(FileError::Protocol(format!(
+                            "more than {} redirects",
+                            self.options.max_redirects
+                        ))));
+                    }
+                    let next = url.join(&location).map_err(|e| {
+                        Failure::Fatal(FileError::Protocol(format!(
+                            "redirect to an invalid location: {e}"
+                        )))
+                    })?;
+                    if url.scheme() == "https" && next.scheme() != "https" {
+                        return Err(Failure::Fatal(FileError::Protocol(format!(
+                            "refused a redirect from https to {}",
+                            redact(&next)
+                        ))));
+                    }
+                    if !matches!(next.scheme(), "http" | "https") {
+                        return Err(Failure::Fatal(FileError::Protocol(format!(
+                            "refused a redirect to {}",
+                            redact(&next)
+                        ))));
+                    }
+                    url = next;
+                }
+                _ => break response,
+            }
+        };
+        let head = response_head(&response);
+        let plan = match plan_response(
+            requested,
+            &head,
+            self.pinned.as_ref(),
+            redact(&url).as_str(),
+        ) {
+            Ok(plan) => plan,
+            Err(Refusal::Transient {
+                status,
+                retry_after,
+            }) => {
+                return Err(Failure::Transient {
+                    cause: format!("HTTP {status} from {}", redact(&url)),
+                    status: Some(status),
+                    retry_after,
+                })
+            }
+            Err(Refusal::Fatal(error)) => return Err(Failure::Fatal(error)),
+        };
+        // Later requests go straight to where the redirects led.
+        self.url = url;
+        match plan {
+            Plan::EndOfFile { size } => {
+                self.pin(&head, Some(size), true);
+                self.shared.set_size(size);
+                self.announce_open(&head);
+                Ok(None)
+            }
+            Plan::Body {
+                start,
+                skip,
+                end,
+                total,
+                ranged,
+            } => {
+                self.pin(&head, total, ranged);
+                if let Some(total) = total {
+                    self.shared.set_size(total);
+                }
+                if !ranged && requested.ranged {
+                    // The server ignores Range: from now on read whole bodies and skip.
+                    self.shared.ranges.store(false, Ordering::Release);
+                }
+                self.announce_open(&head);
+                Ok(Some(OpenBody {
+                    body: response.into_body().into_reader(),
+                    start,
+                    skip,
+                    end,
+                }))
+            }
+        }
+    }
+
+    fn call(
+        &self,
+        url: &Url,
+        requested: Requested,
+    ) -> Result<ureq::http::Response<ureq::Body>, Failure> {
+        self.shared.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = self
+            .agent
+            .get(url.as_str())
+            .header("Accept-Encoding", "identity");
+        if requested.ranged {
+            request = request.header("Range", range_header(requested.start, requested.end));
+            if requested.start > 0 || requested.end.is_some() {
+                if let Some(validator) = self.pinned.as_ref().and_then(Validators::if_range) {
+                    request = request.header("If-Range", validator);
+                }
+            }
+        }
+        let same_origin = url.origin() == self.url.origin();
+        for (name, value) in &self.options.headers {
+            // Credentials stay with the origin they were given for.
+            if same_origin || !is_secret_header(name) {
+                request = request.header(name.as_str(), value.as_str());
+            }
+        }
+        request.call().map_err(classify_error)
+    }
+
+    /// Pins the first response's validators; later ones were checked by the plan.
+    fn pin(&mut self, head: &ResponseHead, total: Option<u64>, ranged: bool) {
+        if self.pinned.is_none() {
+            self.pinned = Some(validators_of(head, total));
+            if !ranged {
+                self.shared.ranges.store(false, Ordering::Release);
+            }
+            self.start_cache(total);
+        }
+    }
+
+    fn announce_open(&mut self, head: &ResponseHead) {
+        if let Some(opened) = self.opened.take() {
+            let _ = opened.send(Ok(Opened {
+                content_type: head.content_type.clone(),
+            }));
+        }
+    }
+
+    /// Moves a body into the channel until it ends, fails, or a command interrupts.
+    fn pump(&mut self, fetch: Fetch, mut open: OpenBody, offset: &mut u64) -> Pumped {
+        let mut position = open.start;
+        let result = loop {
+            if let Some(flow) = self.poll_command() {
+                break Pumped::Interrupted(flow);
+            }
+            let mut buffer = BytesMut::zeroed(CHUNK_SIZE);
+            let (filled, ended, error) = self.fill(&mut open.body, &mut buffer);
+            if filled > 0 {
+                self.shared
+                    .bytes_fetched
+                    .fetch_add(filled as u64, Ordering::Relaxed);
+                buffer.truncate(filled);
+                let mut bytes = buffer.freeze();
+                let skip = open.skip.min(filled as u64) as usize;
+                open.skip -= skip as u64;
+                position += skip as u64;
+                bytes = bytes.slice(skip..);
+                if !bytes.is_empty() {
+                    let len = bytes.len() as u64;
+                    self.write_cache(position, &bytes);
+                    if let Err(flow) = self.send(Message::Data {
+                        epoch: fetch.epoch,
+                        offset: position,
+                        bytes,
+                    }) {
+                        break Pumped::Interrupted(flow);
+                    }
+                    position += len;
+                    *offset = position;
+                    lock(&self.shared.front).sent_to = position;
+                }
+            }
+            if let Some(error) = error {
+                break Pumped::Failed(classify_error(ureq::Error::from(error)));
+            }
+            if ended {
+                break match open.end {
+                    Some(end) if position < end => Pumped::Failed(Failure::Transient {
+                        cause: format!("the body ended at byte {position} of {end}"),
+                        status: None,
+                        retry_after: None,
+                    }),
+                    _ => Pumped::Complete,
+                };
+            }
+            if fetch.end.is_some_and(|end| position >= end) {
+                break Pumped::Complete;
+            }
+        };
+        self.end_request();
+        if let Pumped::Complete = result {
+            if open.end.is_none() && self.shared.size().is_none() {
+                self.shared.set_size(position);
+            }
+        }
+        result
+    }
+
+    /// Reads into `buffer` until it is full, the body ends, or the reader is starving.
+    fn fill(
+        &self,
+        body: &mut ureq::BodyReader<'static>,
+        buffer: &mut [u8],
+    ) -> (usize, bool, Option<std::io::Error>) {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match body.read(&mut buffer[filled..]) {
+                Ok(0) => return (filled, true, None),
+                Ok(n) => {
+                    filled += n;
+                    if self.data.is_empty() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return (filled, false, Some(e)),
+            }
+        }
+        (filled, false, None)
+    }
+
+    // --- cache-through (the partial file is optional; any failure disables it) ---
+
+    fn start_cache(&mut self, total: Option<u64>) {
+        let _ = total;
+    }
+
+    fn write_cache(&mut self, _offset: u64, _bytes: &[u8]) {
+        let _ = &self.partial;
+    }
+
+    fn commit_cache_if_complete(&mut self) {}
+
+    fn checkpoint_cache(&mut self) {}
+}
+
+fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.trim().to_string())
+}
+
+fn response_head(response: &ureq::http::Response<ureq::Body>) -> ResponseHead {
+    ResponseHead {
+        status: response.status().as_u16(),
+        content_range: header(response, "content-range"),
+        content_length: header(response, "content-length").and_then(|v| v.parse().ok()),
+        content_encoding: header(response, "content-encoding"),
+        content_type: header(response, "content-type"),
+        etag: header(response, "etag"),
+        last_modified: header(response, "last-modified"),
+        retry_after: header(response, "retry-after"),
+    }
+}
+
+/// Sorts a ureq failure into retry or give up.
+fn classify_error(error: ureq::Error) -> Failure {
+    let transient = |cause: String| Failure::Transient {
+        cause,
+        status: None,
+        retry_after: None,
+    };
+    match error {
+        ureq::Error::Timeout(_) | ureq::Error::BodyStalled => {
+            transient(format!("stalled: {error}"))
+        }
+        ureq::Error::Io(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
+            transient(error.to_string())
+        }
+        ureq::Error::BadUri(_) => Failure::Fatal(FileError::InvalidUrl(error.to_string())),
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => {
+            Failure::Fatal(FileError::Network(format!("TLS failure: {error}")))
+        }
+        ureq::Error::Protocol(_) | ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => {
+            Failure::Fatal(FileError::Protocol(error.to_string()))
+        }
+        other => Failure::Fatal(FileError::Network(other.to_string())),
+    }
+}
+
+/// The URL without credentials, for errors and logs.
+pub(crate) fn redact(url: &Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut clean = url.clone();
+    let _ = clean.set_username("");
+    let _ = clean.set_password(None);
+    clean.to_string()
+}

@@ -1,0 +1,316 @@
+//! Session configuration: a `with_*` builder, validated once when a session opens.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::FileError;
+
+/// Default bytes the driver may hold ahead of the reader.
+pub const DEFAULT_LOOK_AHEAD: u64 = 4 * 1024 * 1024;
+
+/// Smallest accepted look-ahead: one chunk, so the driver can always make progress.
+pub const MIN_LOOK_AHEAD: u64 = 64 * 1024;
+
+/// Headers the crate sets itself; a user value would break byte offsets or validation.
+const RESERVED_HEADERS: &[&str] = &[
+    "range",
+    "if-range",
+    "accept-encoding",
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+];
+
+/// Headers whose values never appear in `Debug` output.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+];
+
+/// How a [`FileSession`](crate::FileSession) talks to the server.
+///
+/// Every setter documents its default. Values are checked when the session opens
+/// ([`FileSource::open`](crate::FileSource::open) returns [`FileError::InvalidOptions`]
+/// for a bad one), so building options never fails.
+///
+/// ```
+/// use std::time::Duration;
+/// use kithara_file::FileSourceOptions;
+///
+/// let options = FileSourceOptions::new()
+///     .with_look_ahead(8 * 1024 * 1024)
+///     .with_read_timeout(Duration::from_secs(5))
+///     .with_header("Authorization", "Bearer secret");
+/// // Credentials never show up in debug output.
+/// assert!(!format!("{options:?}").contains("secret"));
+/// ```
+#[derive(Clone)]
+pub struct FileSourceOptions {
+    pub(crate) range_seek: bool,
+    pub(crate) look_ahead: u64,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) user_agent: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) max_retries: u32,
+    pub(crate) retry_base_delay: Duration,
+    pub(crate) retry_max_delay: Duration,
+    pub(crate) max_redirects: u32,
+    pub(crate) cache_key: Option<String>,
+}
+
+impl Default for FileSourceOptions {
+    fn default() -> Self {
+        FileSourceOptions {
+            range_seek: true,
+            look_ahead: DEFAULT_LOOK_AHEAD,
+            headers: Vec::new(),
+            user_agent: concat!("kithara-file/", env!("CARGO_PKG_VERSION")).to_string(),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(10),
+            max_retries: 5,
+            retry_base_delay: Duration::from_millis(100),
+            retry_max_delay: Duration::from_secs(5),
+            max_redirects: 10,
+            cache_key: None,
+        }
+    }
+}
+
+impl FileSourceOptions {
+    /// Options with every default.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether seeks may use HTTP Range requests. Default: `true`.
+    ///
+    /// With `false` the crate never sends a `Range` header: a forward seek reads and
+    /// discards up to the target, a backward seek is served only from bytes the session
+    /// still holds (else [`FileError::SeekNotSupported`]), and
+    /// [`FileSession::is_seekable`](crate::FileSession::is_seekable) is `false`.
+    #[must_use]
+    pub fn with_range_seek(mut self, enabled: bool) -> Self {
+        self.range_seek = enabled;
+        self
+    }
+
+    /// Bytes the downloader may hold ahead of the reader. Default: 4 MiB; at least 64 KiB.
+    ///
+    /// This bounds the memory a session holds, whatever the file size: the look-ahead
+    /// plus a 256 KiB window of recently read bytes for short backward seeks.
+    #[must_use]
+    pub fn with_look_ahead(mut self, bytes: u64) -> Self {
+        self.look_ahead = bytes;
+        self
+    }
+
+    /// Adds a request header sent with every request. Default: none.
+    ///
+    /// `Range`, `If-Range`, `Accept-Encoding` and connection-level headers are the crate's
+    /// to set and are rejected as [`FileError::InvalidOptions`].
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The `User-Agent` header. Default: `kithara-file/<version>`.
+    #[must_use]
+    pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// Longest wait for a TCP (and TLS) connection. Default: 10 s.
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Longest silence on an open response (headers or body) before it counts as a
+    /// stall, is aborted and resumed. Default: 10 s.
+    #[must_use]
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// How many times in a row a transient failure is retried before the reader gets
+    /// [`FileError::Network`]. The count resets whenever a retry delivers bytes.
+    /// Default: 5.
+    #[must_use]
+    pub fn with_max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// Exponential backoff between retries: `base` doubling up to `max`, with jitter.
+    /// A `Retry-After` from the server is honoured up to `max`. Default: 100 ms to 5 s.
+    #[must_use]
+    pub fn with_retry_delay(mut self, base: Duration, max: Duration) -> Self {
+        self.retry_base_delay = base;
+        self.retry_max_delay = max;
+        self
+    }
+
+    /// How many redirects a request may follow. Default: 10.
+    #[must_use]
+    pub fn with_max_redirects(mut self, redirects: u32) -> Self {
+        self.max_redirects = redirects;
+        self
+    }
+
+    /// The key the asset cache files this URL under, instead of the normalized URL.
+    /// Use it for signed URLs whose query changes on every request. Default: none.
+    #[must_use]
+    pub fn with_cache_key(mut self, key: impl Into<String>) -> Self {
+        self.cache_key = Some(key.into());
+        self
+    }
+
+    /// Checks every value; the first bad one is reported.
+    pub(crate) fn validate(&self) -> Result<(), FileError> {
+        let invalid = |msg: String| Err(FileError::InvalidOptions(msg));
+        if self.look_ahead < MIN_LOOK_AHEAD {
+            return invalid(format!(
+                "look_ahead is {} bytes; it must be at least {MIN_LOOK_AHEAD}",
+                self.look_ahead
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return invalid("connect_timeout must be greater than zero".into());
+        }
+        if self.read_timeout.is_zero() {
+            return invalid("read_timeout must be greater than zero".into());
+        }
+        if self.retry_base_delay > self.retry_max_delay {
+            return invalid(format!(
+                "retry delay base {:?} is greater than its max {:?}",
+                self.retry_base_delay, self.retry_max_delay
+            ));
+        }
+        if ureq::http::HeaderValue::from_str(&self.user_agent).is_err() {
+            return invalid("user_agent is not a valid header value".into());
+        }
+        for (name, value) in &self.headers {
+            if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return invalid(format!("header name {name:?} is not valid"));
+            }
+            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return invalid(format!("header {name:?} is set by kithara-file itself"));
+            }
+            if ureq::http::HeaderValue::from_str(value).is_err() {
+                return invalid(format!("the value of header {name:?} is not valid"));
+            }
+        }
+        if let Some(key) = &self.cache_key {
+            if key.is_empty() {
+                return invalid("cache_key must not be empty".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a header's value must be hidden from logs and debug output.
+pub(crate) fn is_secret_header(name: &str) -> bool {
+    SECRET_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+}
+
+impl fmt::Debug for FileSourceOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if is_secret_header(name) {
+                    "<redacted>"
+                } else {
+                    value.as_str()
+                };
+                (name.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("FileSourceOptions")
+            .field("range_seek", &self.range_seek)
+            .field("look_ahead", &self.look_ahead)
+            .field("headers", &headers)
+            .field("user_agent", &self.user_agent)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_retries", &self.max_retries)
+            .field("retry_base_delay", &self.retry_base_delay)
+            .field("retry_max_delay", &self.retry_max_delay)
+            .field("max_redirects", &self.max_redirects)
+            .field("cache_key", &self.cache_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        FileSourceOptions::new().validate().unwrap();
+    }
+
+    #[test]
+    fn a_tiny_look_ahead_is_rejected() {
+        let err = FileSourceOptions::new()
+            .with_look_ahead(10)
+            .validate()
+            .unwrap_err();
+        assert!(matches!(err, FileError::InvalidOptions(_)), "{err}");
+    }
+
+    #[test]
+    fn zero_timeouts_and_inverted_delays_are_rejected() {
+        for options in [
+            FileSourceOptions::new().with_read_timeout(Duration::ZERO),
+            FileSourceOptions::new().with_connect_timeout(Duration::ZERO),
+            FileSourceOptions::new()
+                .with_retry_delay(Duration::from_secs(2), Duration::from_secs(1)),
+        ] {
+            assert!(matches!(
+                options.validate(),
+                Err(FileError::InvalidOptions(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn reserved_and_malformed_headers_are_rejected() {
+        for (name, value) in [
+            ("Range", "bytes=0-"),
+            ("accept-encoding", "gzip"),
+            ("bad header", "x"),
+            ("X-Ok", "line\nbreak"),
+        ] {
+            let options = FileSourceOptions::new().with_header(name, value);
+            assert!(
+                matches!(options.validate(), Err(FileError::InvalidOptions(_))),
+                "{name}: {value:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_redacts_credentials() {
+        let options = FileSourceOptions::new()
+            .with_header("Authorization", "Bearer hunter2")
+            .with_header("Cookie", "session=hunter2")
+            .with_header("X-Trace", "visible");
+        let shown = format!("{options:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("visible"), "{shown}");
+    }
+}

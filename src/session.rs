@@ -1,0 +1,686 @@
+//! The user's handle: [`FileSource`] opens a [`FileSession`], which reads and seeks like
+//! a local file while its driver thread downloads ahead.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError};
+use url::Url;
+
+use crate::cache::AssetId;
+use crate::driver::{
+    self, redact, Command, DriverChannels, DriverSpec, Fetch, Message, Shared, CHUNK_SIZE,
+};
+use crate::range_policy::{resolve_seek, resolve_seek_bytes, SeekTargetError};
+use crate::{FileError, FileSourceOptions};
+
+/// Recently read bytes kept for short backward seeks (decoders re-read headers and
+/// probe windows constantly).
+const HISTORY_BYTES: usize = 256 * 1024;
+
+/// How long a reader waits on a fetch the driver has not picked up before it cancels the
+/// request in its way (a stalled body would otherwise hold the seek until the read timeout).
+const STALL_CHECK: Duration = Duration::from_millis(100);
+
+/// How long dropping a session waits for its driver thread to end.
+const JOIN_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Opens remote files as [`FileSession`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileSource;
+
+impl FileSource {
+    /// Opens `url` for streaming.
+    ///
+    /// Starts the session's driver thread and returns once the first response's headers
+    /// have arrived, so the length is known (when the server tells it) before the first
+    /// read. Transient failures of that first request are retried like any other.
+    ///
+    /// # Errors
+    ///
+    /// - [`FileError::InvalidUrl`] for anything but an `http` or `https` URL with a host;
+    /// - [`FileError::InvalidOptions`] for a bad option value;
+    /// - [`FileError::HttpStatus`] when the server refuses (`404`, `403`, ...);
+    /// - [`FileError::Network`] when the server cannot be reached within the retry budget;
+    /// - [`FileError::Protocol`] for an answer that breaks the HTTP contract.
+    pub fn open(url: Url, options: FileSourceOptions) -> Result<FileSession, FileError> {
+        validate_url(&url)?;
+        options.validate()?;
+        let asset_id = match &options.cache_key {
+            Some(key) => AssetId::from_key(key),
+            None => AssetId::from_url(&url),
+        };
+        let first = Fetch {
+            epoch: 0,
+            start: 0,
+            end: None,
+        };
+        start_session(url, options, asset_id, first, None, None)
+    }
+}
+
+fn validate_url(url: &Url) -> Result<(), FileError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(FileError::InvalidUrl(format!(
+            "{}: only http and https are supported",
+            redact(url)
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(FileError::InvalidUrl(format!("{}: no host", redact(url))));
+    }
+    Ok(())
+}
+
+fn start_session(
+    url: Url,
+    options: FileSourceOptions,
+    asset_id: AssetId,
+    first: Fetch,
+    pinned: Option<crate::range_policy::Validators>,
+    partial: Option<Arc<crate::cache::PartialFile>>,
+) -> Result<FileSession, FileError> {
+    let capacity = (options.look_ahead / CHUNK_SIZE as u64).max(1) as usize;
+    let (data_tx, data_rx) = bounded(capacity);
+    let (command_tx, command_rx) = unbounded();
+    let (opened_tx, opened_rx) = bounded(1);
+    let (done_tx, done_rx) = bounded::<()>(0);
+    let (stop_tx, stop_rx) = bounded::<()>(0);
+    let shared = Arc::new(Shared::new(None, options.range_seek));
+    let range_seek = options.range_seek;
+    let url_text = redact(&url);
+    let spec = DriverSpec {
+        url,
+        options,
+        first,
+        pinned,
+        partial,
+    };
+    let channels = DriverChannels {
+        commands: command_rx,
+        data: data_tx,
+        opened: opened_tx,
+        done: done_tx,
+    };
+    let thread = driver::spawn(spec, Arc::clone(&shared), channels)
+        .map_err(|e| FileError::Network(format!("cannot start the driver thread: {e}")))?;
+    let inner = Arc::new(Inner {
+        reader: Mutex::new(Reader::streaming(data_rx, first)),
+        shared,
+        commands: command_tx,
+        stop_tx: Mutex::new(Some(stop_tx)),
+        stop_rx,
+        driver: Mutex::new(Some(thread)),
+        driver_done: done_rx,
+        asset_id,
+        position: AtomicU64::new(first.start),
+        range_seek,
+        url: url_text,
+        content_type: Mutex::new(None),
+    });
+    // Dropping `inner` on failure stops and joins the driver.
+    let opened = opened_rx
+        .recv()
+        .unwrap_or(Err(FileError::Network("the driver thread ended".into())))?;
+    *lock(&inner.content_type) = opened.content_type;
+    Ok(FileSession { inner })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A remote file opened for streaming: `Read + Seek` like a local file, with a
+/// background thread downloading ahead of the reader.
+///
+/// `&FileSession` implements `Read` and `Seek` too (like `&std::fs::File`), so one thread
+/// can read while another calls [`stop`](FileSession::stop) or asks for the
+/// [`position`](FileSession::position). Reads from several threads are serialized.
+///
+/// # Reading
+///
+/// `read` blocks until bytes arrive. `Ok(0)` means the end of the file and nothing else:
+/// a network failure that retries could not mend is an error (kind `ConnectionAborted`,
+/// wrapping [`FileError::Network`]), never a short file.
+///
+/// # Seeking
+///
+/// `seek` never blocks on the network. A seek into bytes the session holds (downloaded
+/// ahead, or among the last 256 KiB read) costs nothing; any other seek starts a
+/// `Range` request for the new position and bytes of the old request never reach the
+/// reader afterwards. Seeking to the length is allowed and the next read returns 0.
+///
+/// # Dropping
+///
+/// Dropping the session and every [`FileStream`] of it stops the driver, cancels any
+/// request in flight, and joins the thread.
+pub struct FileSession {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    reader: Mutex<Reader>,
+    shared: Arc<Shared>,
+    commands: Sender<Command>,
+    /// Dropped by `stop()`, which wakes every reader blocked in `select!`.
+    stop_tx: Mutex<Option<Sender<()>>>,
+    stop_rx: Receiver<()>,
+    driver: Mutex<Option<JoinHandle<()>>>,
+    driver_done: Receiver<()>,
+    asset_id: AssetId,
+    /// Mirrors the reader's position, readable while a read blocks.
+    position: AtomicU64,
+    range_seek: bool,
+    url: String,
+    content_type: Mutex<Option<String>>,
+}
+
+impl Inner {
+    fn stop(&self) {
+        self.shared.stop();
+        let _ = self.commands.send(Command::Stop);
+        lock(&self.stop_tx).take();
+    }
+
+    /// Whether a seek may start a Range request.
+    fn ranges(&self) -> bool {
+        self.range_seek && self.shared.ranges()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(thread) = lock(&self.driver).take() {
+            // The driver drops `done` as it exits; waiting on it bounds the join even if
+            // the thread were stuck somewhere the cancellation cannot reach.
+            if let Err(crossbeam_channel::RecvTimeoutError::Disconnected) =
+                self.driver_done.recv_timeout(JOIN_DEADLINE)
+            {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// A piece of the file: `bytes` start at `offset`.
+#[derive(Clone)]
+struct Chunk {
+    offset: u64,
+    bytes: Bytes,
+}
+
+impl Chunk {
+    fn end(&self) -> u64 {
+        self.offset + self.bytes.len() as u64
+    }
+
+    fn covers(&self, position: u64) -> bool {
+        self.offset <= position && position < self.end()
+    }
+}
+
+/// The fetch whose chunks the reader accepts.
+struct Live {
+    epoch: u64,
+    /// Offset of the next chunk the channel will deliver.
+    next: u64,
+    end: Option<u64>,
+    done: bool,
+}
+
+/// How a reader waits for the channel.
+enum Wait<'a> {
+    Block,
+    Poll(&'a Waker),
+}
+
+/// What the reader found at its position.
+enum Next {
+    Bytes(Bytes),
+    End,
+    Pending,
+}
+
+struct Reader {
+    position: u64,
+    epoch: u64,
+    live: Option<Live>,
+    current: Option<Chunk>,
+    history: VecDeque<Chunk>,
+    history_bytes: usize,
+    /// An error every later read repeats (the resource changed).
+    sticky: Option<FileError>,
+    data: Option<Receiver<Message>>,
+}
+
+impl Reader {
+    fn streaming(data: Receiver<Message>, first: Fetch) -> Self {
+        Reader {
+            position: first.start,
+            epoch: first.epoch,
+            live: Some(Live {
+                epoch: first.epoch,
+                next: first.start,
+                end: first.end,
+                done: false,
+            }),
+            current: None,
+            history: VecDeque::new(),
+            history_bytes: 0,
+            sticky: None,
+            data: Some(data),
+        }
+    }
+
+    /// Whether the bytes at `position` are in memory.
+    fn holds(&self, position: u64) -> bool {
+        self.current.as_ref().is_some_and(|c| c.covers(position))
+            || self.history.iter().any(|c| c.covers(position))
+    }
+
+    /// Whether the live fetch will deliver `position` without a new request: it is next,
+    /// or already sent into the channel, or (without ranges) anywhere ahead.
+    fn live_reaches(&self, inner: &Inner, position: u64) -> bool {
+        let Some(live) = &self.live else {
+            return false;
+        };
+        if live.done || position < live.next || live.end.is_some_and(|end| position >= end) {
+            return false;
+        }
+        if position == live.next || !inner.ranges() {
+            return true;
+        }
+        let front = inner.shared.front();
+        front.epoch == live.epoch && position <= front.sent_to
+    }
+
+    fn remember(&mut self, chunk: Chunk) {
+        self.history_bytes += chunk.bytes.len();
+        self.history.push_back(chunk);
+        while let Some(oldest) = self.history.front() {
+            if self.history_bytes - oldest.bytes.len() < HISTORY_BYTES {
+                break;
+            }
+            self.history_bytes -= oldest.bytes.len();
+            self.history.pop_front();
+        }
+    }
+
+    /// Starts a new fetch at the reader's position; chunks of older fetches are dropped.
+    fn request(&mut self, inner: &Inner) -> Result<(), FileError> {
+        self.epoch += 1;
+        let fetch = Fetch {
+            epoch: self.epoch,
+            start: self.position,
+            end: None,
+        };
+        inner
+            .commands
+            .send(Command::Fetch(fetch))
+            .map_err(|_| FileError::Stopped)?;
+        self.live = Some(Live {
+            epoch: fetch.epoch,
+            next: fetch.start,
+            end: fetch.end,
+            done: false,
+        });
+        Ok(())
+    }
+
+    /// The bytes at the reader's position (not consumed), the end of the file, or
+    /// (with `Wait::Poll`) nothing yet.
+    fn next(&mut self, inner: &Inner, wait: &Wait<'_>) -> Result<Next, FileError> {
+        loop {
+            if let Some(error) = &self.sticky {
+                return Err(error.clone());
+            }
+            if inner.shared.is_stopped() {
+                return Err(FileError::Stopped);
+            }
+            let position = self.position;
+            if let Some(chunk) = &self.current {
+                if chunk.covers(position) {
+                    let from = (position - chunk.offset) as usize;
+                    return Ok(Next::Bytes(chunk.bytes.slice(from..)));
+                }
+            }
+            if inner.shared.size().is_some_and(|size| position >= size) {
+                return Ok(Next::End);
+            }
+            if let Some(chunk) = self.history.iter().find(|c| c.covers(position)) {
+                self.current = Some(chunk.clone());
+                continue;
+            }
+            if !self.live_reaches(inner, position) {
+                self.request(inner)?;
+                continue;
+            }
+            let message = match self.receive(inner, wait)? {
+                Some(message) => message,
+                None => return Ok(Next::Pending),
+            };
+            self.accept(message)?;
+        }
+    }
+
+    /// Takes one message for the live fetch, dropping those of older fetches.
+    fn accept(&mut self, message: Message) -> Result<(), FileError> {
+        let Some(live) = self.live.as_mut() else {
+            return Ok(());
+        };
+        match message {
+            Message::Data {
+                epoch,
+                offset,
+                bytes,
+            } if epoch == live.epoch => {
+                if offset != live.next {
+                    let error = FileError::Protocol(format!(
+                        "internal: a chunk for byte {offset} arrived where byte {} was due",
+                        live.next
+                    ));
+                    self.sticky = Some(error.clone());
+                    return Err(error);
+                }
+                let chunk = Chunk { offset, bytes };
+                live.next = chunk.end();
+                if chunk.end() > self.position {
+                    self.current = Some(chunk.clone());
+                    self.remember(chunk);
+                }
+                Ok(())
+            }
+            Message::End { epoch, .. } if epoch == live.epoch => {
+                live.done = true;
+                Ok(())
+            }
+            Message::Failed { epoch, error } if epoch == live.epoch => {
+                self.live = None;
+                if matches!(error, FileError::ResourceChanged(_)) {
+                    self.sticky = Some(error.clone());
+                }
+                Err(error)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn receive(&mut self, inner: &Inner, wait: &Wait<'_>) -> Result<Option<Message>, FileError> {
+        let Some(data) = &self.data else {
+            return Err(FileError::Stopped);
+        };
+        let gone = || {
+            if inner.shared.is_stopped() {
+                FileError::Stopped
+            } else {
+                FileError::Network("the downloader thread ended".into())
+            }
+        };
+        match wait {
+            Wait::Poll(waker) => match data.try_recv() {
+                Ok(message) => Ok(Some(message)),
+                Err(TryRecvError::Disconnected) => Err(gone()),
+                Err(TryRecvError::Empty) => {
+                    inner.shared.register_waker(waker);
+                    // The driver may have sent between the first look and the waker.
+                    match data.try_recv() {
+                        Ok(message) => Ok(Some(message)),
+                        Err(TryRecvError::Disconnected) => Err(gone()),
+                        Err(TryRecvError::Empty) => Ok(None),
+                    }
+                }
+            },
+            Wait::Block => loop {
+                select! {
+                    recv(data) -> message => return message.map(Some).map_err(|_| gone()),
+                    recv(inner.stop_rx) -> _ => return Err(FileError::Stopped),
+                    default(STALL_CHECK) => {
+                        if inner.shared.front().epoch < self.epoch {
+                            inner.shared.cancel_below(self.epoch);
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    fn advance(&mut self, inner: &Inner, by: usize) {
+        self.position += by as u64;
+        inner.position.store(self.position, Ordering::Release);
+    }
+
+    fn read(&mut self, inner: &Inner, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match self.next(inner, &Wait::Block)? {
+            Next::Bytes(bytes) => {
+                let n = bytes.len().min(buf.len());
+                buf[..n].copy_from_slice(&bytes[..n]);
+                self.advance(inner, n);
+                Ok(n)
+            }
+            Next::End | Next::Pending => Ok(0),
+        }
+    }
+
+    /// Moves to `target`, which the caller validated against the known size.
+    fn seek_to(&mut self, inner: &Inner, target: u64) -> Result<u64, FileError> {
+        if target == self.position {
+            return Ok(target);
+        }
+        if let Some(error) = &self.sticky {
+            return Err(error.clone());
+        }
+        let held = self.holds(target);
+        if !inner.ranges() && target < self.position && !held {
+            return Err(FileError::SeekNotSupported);
+        }
+        self.position = target;
+        inner.position.store(target, Ordering::Release);
+        let at_end = inner.shared.size().is_some_and(|size| target >= size);
+        if !held && !at_end && !self.live_reaches(inner, target) && inner.ranges() {
+            // Start the request now: the bytes are on their way before the next read.
+            self.request(inner)?;
+        }
+        Ok(target)
+    }
+}
+
+impl FileSession {
+    /// The stable id of this session's asset, derived from the URL (or the
+    /// [`with_cache_key`](FileSourceOptions::with_cache_key) key).
+    pub fn asset_id(&self) -> &AssetId {
+        &self.inner.asset_id
+    }
+
+    /// The length of the file, when the server told it (or the download reached the end).
+    pub fn byte_len(&self) -> Option<u64> {
+        self.inner.shared.size()
+    }
+
+    /// The position of the next byte `read` returns.
+    pub fn position(&self) -> u64 {
+        self.inner.position.load(Ordering::Acquire)
+    }
+
+    /// Whether any position can be reached by seeking: true only when the server honours
+    /// Range requests, the options allow them, and the length is known.
+    pub fn is_seekable(&self) -> bool {
+        self.inner.ranges() && self.byte_len().is_some()
+    }
+
+    /// The `Content-Type` of the first response, if it had one.
+    pub fn content_type(&self) -> Option<String> {
+        lock(&self.inner.content_type).clone()
+    }
+
+    /// Moves the read position to `position` bytes from the start. A negative position
+    /// clamps to 0. Returns the new position.
+    ///
+    /// Seeking to the same place twice sends nothing. With an unknown length any
+    /// position is accepted and reads past the real end return 0.
+    ///
+    /// # Errors
+    ///
+    /// - [`FileError::InvalidSeekPosition`] past the known length; the position does not
+    ///   change and nothing is sent;
+    /// - [`FileError::SeekNotSupported`] for a backward seek outside the held bytes when
+    ///   Range requests are off or unsupported by the server;
+    /// - [`FileError::Stopped`] after [`stop`](FileSession::stop).
+    pub fn seek_bytes(&self, position: i64) -> Result<u64, FileError> {
+        let mut reader = lock(&self.inner.reader);
+        let target = resolve_seek_bytes(position, self.byte_len())?;
+        reader.seek_to(&self.inner, target)
+    }
+
+    /// Stops the session: a blocked `read` returns promptly with an error wrapping
+    /// [`FileError::Stopped`], streams end, and the request in flight is cancelled.
+    /// The driver thread is joined when the last handle is dropped.
+    pub fn stop(&self) {
+        self.inner.stop();
+    }
+
+    /// An async [`Stream`](futures_core::Stream) of the bytes from the current position,
+    /// sharing this session's cursor and channel.
+    pub fn stream(&self) -> FileStream {
+        FileStream {
+            inner: Arc::clone(&self.inner),
+            finished: false,
+        }
+    }
+
+    /// How many HTTP requests the session has sent (retries and redirects included).
+    pub fn request_count(&self) -> u64 {
+        self.inner.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Body bytes received from the network (including bytes skipped or discarded).
+    pub fn bytes_fetched(&self) -> u64 {
+        self.inner.shared.bytes_fetched.load(Ordering::Relaxed)
+    }
+
+    fn read_impl(&self, buf: &mut [u8]) -> io::Result<usize> {
+        lock(&self.inner.reader).read(&self.inner, buf)
+    }
+
+    fn seek_impl(&self, from: SeekFrom) -> io::Result<u64> {
+        let mut reader = lock(&self.inner.reader);
+        if from == SeekFrom::Current(0) {
+            return Ok(reader.position);
+        }
+        match resolve_seek(from, reader.position, self.byte_len()) {
+            Ok(target) => Ok(reader.seek_to(&self.inner, target)?),
+            Err(SeekTargetError::BeforeStart) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid seek to a negative position",
+            )),
+            Err(SeekTargetError::File(error)) => Err(error.into()),
+        }
+    }
+}
+
+impl Read for FileSession {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_impl(buf)
+    }
+}
+
+impl Read for &FileSession {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_impl(buf)
+    }
+}
+
+impl Seek for FileSession {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.seek_impl(pos)
+    }
+
+    fn stream_position(&mut self) -> io::Result<u64> {
+        Ok(self.position())
+    }
+}
+
+impl Seek for &FileSession {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.seek_impl(pos)
+    }
+
+    fn stream_position(&mut self) -> io::Result<u64> {
+        Ok(self.position())
+    }
+}
+
+impl fmt::Debug for FileSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileSession")
+            .field("url", &self.inner.url)
+            .field("asset_id", &self.inner.asset_id.as_str())
+            .field("byte_len", &self.byte_len())
+            .field("position", &self.position())
+            .field("seekable", &self.is_seekable())
+            .finish()
+    }
+}
+
+/// The bytes of a [`FileSession`] as a [`futures_core::Stream`], from the session's
+/// position on. It shares the session's cursor: each item advances it.
+///
+/// Items are `Ok(bytes)` until the end of the file, then the stream ends. After an
+/// error item, or once the session is stopped, the stream ends. It needs no particular
+/// async runtime: the driver thread wakes the task when bytes arrive.
+pub struct FileStream {
+    inner: Arc<Inner>,
+    finished: bool,
+}
+
+impl futures_core::Stream for FileStream {
+    type Item = Result<Bytes, FileError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        let inner = Arc::clone(&self.inner);
+        let mut reader = lock(&inner.reader);
+        let item = match reader.next(&inner, &Wait::Poll(cx.waker())) {
+            Ok(Next::Pending) => return Poll::Pending,
+            Ok(Next::Bytes(bytes)) => {
+                reader.advance(&inner, bytes.len());
+                Some(Ok(bytes))
+            }
+            Ok(Next::End) | Err(FileError::Stopped) => None,
+            Err(error) => Some(Err(error)),
+        };
+        drop(reader);
+        if !matches!(item, Some(Ok(_))) {
+            self.finished = true;
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl futures_core::FusedStream for FileStream {
+    fn is_terminated(&self) -> bool {
+        self.finished
+    }
+}
+
+impl fmt::Debug for FileStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStream")
+            .field("url", &self.inner.url)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
