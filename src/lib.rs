@@ -41,6 +41,8 @@
 mod cache;
 mod driver;
 mod error;
+#[cfg(any(feature = "symphonia", feature = "symphonia-05"))]
+mod media_source;
 mod options;
 mod range_policy;
 mod session;
