@@ -21,7 +21,6 @@
 
 // The session driver is the user of the crate-internal API; until it is wired in, only the
 // tests call it.
-#![allow(dead_code, reason = "crate-internal API used by the session driver")]
 
 use std::collections::HashMap;
 use std::fmt;
@@ -228,7 +227,6 @@ impl AssetCache {
         touch(&dir.join(USED)).map_err(|e| cache_error("cannot mark as used", &dir, &e))?;
         Ok(AssetLease {
             inner: Arc::new(LeaseInner {
-                id: id.clone(),
                 dir,
                 _lock: lock,
                 pin,
@@ -360,13 +358,13 @@ pub(crate) struct CachedMeta {
 
 /// Pins an asset while alive: eviction, in this process or another, never removes a leased
 /// asset. Dropping the lease (and every [`PartialFile`] begun from it) unpins it.
+#[derive(Clone)]
 pub(crate) struct AssetLease {
     inner: Arc<LeaseInner>,
 }
 
 #[derive(Debug)]
 struct LeaseInner {
-    id: AssetId,
     dir: PathBuf,
     /// Shared lock on `<id>/lock`: what other processes' eviction sees.
     _lock: File,
@@ -382,8 +380,9 @@ impl LeaseInner {
 
 impl AssetLease {
     /// The leased asset.
+    #[cfg(test)]
     pub(crate) fn id(&self) -> &AssetId {
-        &self.inner.id
+        &self.inner.pin.id
     }
 
     /// The complete body, memory-mapped (zero-copy), with its meta; `None` if there is no
@@ -392,6 +391,14 @@ impl AssetLease {
     /// A body whose meta is missing or corrupt, or whose length differs from the meta, is
     /// unlinked (so it gets refetched) unless a writer of the asset is active right now;
     /// `None` is returned either way. A commit racing this call also yields `None`.
+    /// Whether a complete body is in place (a cheap check; `complete_body` verifies it).
+    pub(crate) fn has_complete_body(&self) -> bool {
+        // A body only ever appears by rename after it was synced complete.
+        self.inner.dir.join(FILE_DIR).join(BODY).is_file()
+    }
+
+    /// The complete body, memory-mapped (zero-copy), with its meta; `None` if there is no
+    /// usable complete body (see the checks above).
     pub(crate) fn complete_body(&self) -> Option<(Bytes, CachedMeta)> {
         let file_dir = self.inner.dir.join(FILE_DIR);
         let body_path = file_dir.join(BODY);
@@ -1618,5 +1625,12 @@ mod tests {
         }
         part.commit().unwrap();
         reader.join().unwrap();
+    }
+}
+
+impl From<&AssetCache> for AssetCache {
+    /// Another handle on the same cache (a cheap `Arc` clone), so APIs can take either.
+    fn from(cache: &AssetCache) -> Self {
+        cache.clone()
     }
 }

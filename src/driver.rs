@@ -11,18 +11,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use ureq::Agent;
 use url::Url;
 
-use crate::cache::PartialFile;
+use crate::cache::{CachedMeta, PartialFile};
 use crate::options::{is_secret_header, FileSourceOptions};
 use crate::range_policy::{
-    plan_response, range_header, validators_of, Plan, Refusal, Requested, ResponseHead,
-    Validators,
+    plan_response, range_header, validators_of, Plan, Refusal, Requested, ResponseHead, Validators,
 };
 use crate::FileError;
 
@@ -54,9 +53,9 @@ pub(crate) enum Message {
         offset: u64,
         bytes: Bytes,
     },
-    /// The fetch delivered everything it was asked for, up to `offset`; `eof` when that
-    /// is the end of the file.
-    End { epoch: u64, offset: u64, eof: bool },
+    /// The fetch delivered everything it was asked for (when it reached the end of a
+    /// file of unknown length, the length is known by now).
+    End { epoch: u64 },
     /// The fetch gave up.
     Failed { epoch: u64, error: FileError },
 }
@@ -65,7 +64,12 @@ pub(crate) enum Message {
 #[derive(Debug, Clone)]
 pub(crate) struct Opened {
     pub content_type: Option<String>,
+    /// The first fetch as it finally runs: a stale cache entry restarts it from byte 0.
+    pub first: Fetch,
 }
+
+/// How often the partial cache file's index is made durable while downloading.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 const UNKNOWN_SIZE: u64 = u64::MAX;
 
@@ -99,7 +103,9 @@ struct InFlight {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not take the session down with it; the data stays usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
@@ -255,6 +261,8 @@ enum Failure {
     Fatal(FileError),
     /// The request was cancelled by the session; a command is waiting.
     Cancelled,
+    /// The cached partial data belongs to an older version: start over from byte 0.
+    Restart,
 }
 
 /// How pumping a body ended.
@@ -278,7 +286,10 @@ struct Driver {
     options: FileSourceOptions,
     agent: Agent,
     pinned: Option<Validators>,
+    /// The pinned validators came from a partial cache file and await the server's word.
+    pinned_from_cache: bool,
     partial: Option<Arc<PartialFile>>,
+    last_checkpoint: Instant,
     shared: Arc<Shared>,
     commands: Receiver<Command>,
     data: Sender<Message>,
@@ -302,8 +313,10 @@ impl Driver {
             agent: build_agent(&spec.options),
             url: spec.url,
             options: spec.options,
+            pinned_from_cache: spec.pinned.is_some(),
             pinned: spec.pinned,
             partial: spec.partial,
+            last_checkpoint: Instant::now(),
             shared,
             commands,
             data,
@@ -338,7 +351,7 @@ impl Driver {
     }
 
     /// Downloads one fetch to its end, retrying transient failures.
-    fn fetch(&mut self, fetch: Fetch) -> Flow {
+    fn fetch(&mut self, mut fetch: Fetch) -> Flow {
         {
             let mut front = lock(&self.shared.front);
             front.epoch = fetch.epoch;
@@ -376,6 +389,13 @@ impl Driver {
                     Some(flow) => return flow,
                     None => continue,
                 },
+                Failure::Restart => {
+                    fetch.start = 0;
+                    fetch.end = None;
+                    offset = 0;
+                    lock(&self.shared.front).sent_to = 0;
+                    continue;
+                }
                 Failure::Fatal(error) => return self.fail(fetch.epoch, error),
                 Failure::Transient {
                     cause,
@@ -456,20 +476,12 @@ impl Driver {
     }
 
     fn finish(&mut self, fetch: Fetch, offset: u64) -> Flow {
-        let eof = match self.shared.size() {
-            Some(size) => offset >= size,
-            None => {
-                // Only a body of unknown length that ended cleanly gets here.
-                self.shared.set_size(offset);
-                true
-            }
-        };
+        if self.shared.size().is_none() {
+            // Only a body of unknown length that ended cleanly gets here.
+            self.shared.set_size(offset);
+        }
         self.commit_cache_if_complete();
-        match self.send(Message::End {
-            epoch: fetch.epoch,
-            offset,
-            eof,
-        }) {
+        match self.send(Message::End { epoch: fetch.epoch }) {
             Ok(()) => Flow::Idle,
             Err(flow) => flow,
         }
@@ -581,6 +593,13 @@ impl Driver {
                     retry_after,
                 })
             }
+            Err(Refusal::Fatal(FileError::ResourceChanged(_))) if self.pinned_from_cache => {
+                // Nothing has been handed out yet: drop the stale bytes and start afresh.
+                self.pinned = None;
+                self.pinned_from_cache = false;
+                self.drop_cache_coverage();
+                return Err(Failure::Restart);
+            }
             Err(Refusal::Fatal(error)) => return Err(Failure::Fatal(error)),
         };
         // Later requests go straight to where the redirects led.
@@ -589,7 +608,7 @@ impl Driver {
             Plan::EndOfFile { size } => {
                 self.pin(&head, Some(size), true);
                 self.shared.set_size(size);
-                self.announce_open(&head);
+                self.announce_open(&head, fetch);
                 Ok(None)
             }
             Plan::Body {
@@ -607,7 +626,7 @@ impl Driver {
                     // The server ignores Range: from now on read whole bodies and skip.
                     self.shared.ranges.store(false, Ordering::Release);
                 }
-                self.announce_open(&head);
+                self.announce_open(&head, fetch);
                 Ok(Some(OpenBody {
                     body: response.into_body().into_reader(),
                     start,
@@ -648,19 +667,29 @@ impl Driver {
 
     /// Pins the first response's validators; later ones were checked by the plan.
     fn pin(&mut self, head: &ResponseHead, total: Option<u64>, ranged: bool) {
-        if self.pinned.is_none() {
-            self.pinned = Some(validators_of(head, total));
+        if self.pinned_from_cache {
+            // The server confirmed the cached partial data: keep it.
+            self.pinned_from_cache = false;
             if !ranged {
                 self.shared.ranges.store(false, Ordering::Release);
             }
-            self.start_cache(total);
+            return;
+        }
+        if self.pinned.is_none() {
+            let pinned = validators_of(head, total);
+            if !ranged {
+                self.shared.ranges.store(false, Ordering::Release);
+            }
+            self.start_cache(&pinned);
+            self.pinned = Some(pinned);
         }
     }
 
-    fn announce_open(&mut self, head: &ResponseHead) {
+    fn announce_open(&mut self, head: &ResponseHead, first: Fetch) {
         if let Some(opened) = self.opened.take() {
             let _ = opened.send(Ok(Opened {
                 content_type: head.content_type.clone(),
+                first,
             }));
         }
     }
@@ -748,19 +777,71 @@ impl Driver {
         (filled, false, None)
     }
 
-    // --- cache-through (the partial file is optional; any failure disables it) ---
+    // --- cache-through: optional, and any failure only turns it off for this session ---
 
-    fn start_cache(&mut self, total: Option<u64>) {
-        let _ = total;
+    /// Starts a fresh partial file for the version the first response pinned.
+    fn start_cache(&mut self, pinned: &Validators) {
+        let Some(partial) = &self.partial else {
+            return;
+        };
+        // A body of unknown length could never be checked complete.
+        let started = pinned.size.map(|len| {
+            partial.reset(CachedMeta {
+                len,
+                etag: pinned.etag.clone(),
+                last_modified: pinned.last_modified.clone(),
+            })
+        });
+        if !matches!(started, Some(Ok(()))) {
+            self.partial = None;
+        }
     }
 
-    fn write_cache(&mut self, _offset: u64, _bytes: &[u8]) {
-        let _ = &self.partial;
+    /// Forgets cached bytes of an older version; `start_cache` records the new one.
+    fn drop_cache_coverage(&mut self) {
+        if let Some(partial) = &self.partial {
+            let placeholder = CachedMeta {
+                len: 0,
+                etag: None,
+                last_modified: None,
+            };
+            if partial.reset(placeholder).is_err() {
+                self.partial = None;
+            }
+        }
     }
 
-    fn commit_cache_if_complete(&mut self) {}
+    fn write_cache(&mut self, offset: u64, bytes: &[u8]) {
+        let Some(partial) = &self.partial else {
+            return;
+        };
+        if partial.write_at(offset, bytes).is_err() {
+            self.partial = None;
+            return;
+        }
+        if self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+            self.last_checkpoint = Instant::now();
+            if partial.checkpoint().is_err() {
+                self.partial = None;
+            }
+        }
+    }
 
-    fn checkpoint_cache(&mut self) {}
+    fn commit_cache_if_complete(&mut self) {
+        if let Some(partial) = &self.partial {
+            if partial.is_complete() && !partial.is_committed() && partial.commit().is_err() {
+                self.partial = None;
+            }
+        }
+    }
+
+    fn checkpoint_cache(&mut self) {
+        if let Some(partial) = &self.partial {
+            if !partial.is_committed() {
+                let _ = partial.checkpoint();
+            }
+        }
+    }
 }
 
 fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {

@@ -200,7 +200,10 @@ pub(crate) enum Plan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
     /// Retry later (after `Retry-After` when given).
-    Transient { status: u16, retry_after: Option<Duration> },
+    Transient {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     /// Never retried.
     Fatal(FileError),
 }
@@ -367,7 +370,10 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(seconds));
     }
     let at = parse_http_date(value)?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Parses the IMF-fixdate form, `Sun, 06 Nov 1994 08:49:37 GMT`, the only one senders

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,15 +12,15 @@ use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError};
 use url::Url;
 
-use crate::cache::AssetId;
+use crate::cache::{AssetCache, AssetId, AssetLease, PartialFile};
 use crate::driver::{
     self, redact, Command, DriverChannels, DriverSpec, Fetch, Message, Shared, CHUNK_SIZE,
 };
-use crate::range_policy::{resolve_seek, resolve_seek_bytes, SeekTargetError};
+use crate::range_policy::{resolve_seek, resolve_seek_bytes, SeekTargetError, Validators};
 use crate::{FileError, FileSourceOptions};
 
 /// Recently read bytes kept for short backward seeks (decoders re-read headers and
@@ -54,17 +55,120 @@ impl FileSource {
     pub fn open(url: Url, options: FileSourceOptions) -> Result<FileSession, FileError> {
         validate_url(&url)?;
         options.validate()?;
-        let asset_id = match &options.cache_key {
-            Some(key) => AssetId::from_key(key),
-            None => AssetId::from_url(&url),
-        };
-        let first = Fetch {
-            epoch: 0,
-            start: 0,
-            end: None,
-        };
-        start_session(url, options, asset_id, first, None, None)
+        let asset_id = asset_id_of(&url, &options);
+        start_session(url, options, asset_id, None)
     }
+
+    /// Opens `url` through an asset cache.
+    ///
+    /// - A complete body in the cache is served from disk (memory-mapped) with no
+    ///   network request at all, so this works offline.
+    /// - Otherwise the session streams from the network and writes what it downloads
+    ///   into the cache; the body becomes visible only once complete and synced.
+    ///   Bytes a stopped session left behind are reused: only the gaps are fetched,
+    ///   after the server confirms the resource has not changed.
+    ///
+    /// A cache that fails (read-only, full, locked by another writer) only turns caching
+    /// off for this session; playback goes on from the network.
+    ///
+    /// # Errors
+    ///
+    /// As [`FileSource::open`]; never a cache error.
+    pub fn open_with_cache(
+        url: Url,
+        options: FileSourceOptions,
+        cache: impl Into<AssetCache>,
+    ) -> Result<FileSession, FileError> {
+        validate_url(&url)?;
+        options.validate()?;
+        let cache: AssetCache = cache.into();
+        let asset_id = asset_id_of(&url, &options);
+        let Ok(lease) = cache.lease(&asset_id) else {
+            return start_session(url, options, asset_id, None);
+        };
+        if let Some(session) = open_complete(&lease, &url, &options, &asset_id) {
+            return Ok(session);
+        }
+        let partial = match lease.begin_write() {
+            Ok(Some(partial)) => partial,
+            _ => return start_session(url, options, asset_id, Some(CacheUse::reader(lease))),
+        };
+        if partial.is_complete() && partial.commit().is_ok() {
+            drop(partial);
+            if let Some(session) = open_complete(&lease, &url, &options, &asset_id) {
+                return Ok(session);
+            }
+            return start_session(url, options, asset_id, Some(CacheUse::reader(lease)));
+        }
+        let cache_use = CacheUse {
+            lease,
+            partial: Some(partial),
+        };
+        start_session(url, options, asset_id, Some(cache_use))
+    }
+}
+
+fn asset_id_of(url: &Url, options: &FileSourceOptions) -> AssetId {
+    match &options.cache_key {
+        Some(key) => AssetId::from_key(key),
+        None => AssetId::from_url(url),
+    }
+}
+
+/// A session's hold on its cache entry.
+struct CacheUse {
+    /// Pins the asset against eviction for the session's life.
+    lease: AssetLease,
+    /// The partial file this session writes (and reads back), when it is the writer.
+    partial: Option<Arc<PartialFile>>,
+}
+
+impl CacheUse {
+    fn reader(lease: AssetLease) -> Self {
+        CacheUse {
+            lease,
+            partial: None,
+        }
+    }
+}
+
+/// A session over a complete cached body: the whole file is one chunk, no driver thread.
+fn open_complete(
+    lease: &AssetLease,
+    url: &Url,
+    options: &FileSourceOptions,
+    asset_id: &AssetId,
+) -> Option<FileSession> {
+    let (body, _meta) = lease.complete_body()?;
+    let len = body.len() as u64;
+    let (command_tx, _) = unbounded();
+    let (_, done_rx) = bounded::<()>(0);
+    let (stop_tx, stop_rx) = bounded::<()>(0);
+    let shared = Arc::new(Shared::new(Some(len), true));
+    let mut reader = Reader::new(None, None, None);
+    reader.current = Some(Chunk {
+        offset: 0,
+        bytes: body,
+    });
+    let inner = Inner {
+        reader: Mutex::new(reader),
+        shared,
+        commands: command_tx,
+        stop_tx: Mutex::new(Some(stop_tx)),
+        stop_rx,
+        driver: Mutex::new(None),
+        driver_done: done_rx,
+        asset_id: asset_id.clone(),
+        position: AtomicU64::new(0),
+        range_seek: options.range_seek,
+        url: redact(url),
+        content_type: Mutex::new(None),
+        cache: Some(CacheUse::reader(lease.clone())),
+        served_from_cache: true,
+    };
+    Some(FileSession {
+        inner: Arc::new(inner),
+    })
 }
 
 fn validate_url(url: &Url) -> Result<(), FileError> {
@@ -84,17 +188,43 @@ fn start_session(
     url: Url,
     options: FileSourceOptions,
     asset_id: AssetId,
-    first: Fetch,
-    pinned: Option<crate::range_policy::Validators>,
-    partial: Option<Arc<crate::cache::PartialFile>>,
+    cache: Option<CacheUse>,
 ) -> Result<FileSession, FileError> {
+    let partial = cache.as_ref().and_then(|c| c.partial.clone());
+    // Bytes a previous run left are pinned to its validators; fetch the first gap only.
+    let pinned = partial
+        .as_ref()
+        .and_then(|p| p.meta())
+        .map(|meta| Validators {
+            etag: meta.etag,
+            last_modified: meta.last_modified,
+            size: Some(meta.len),
+        });
+    let first = match &partial {
+        Some(p) if pinned.is_some() => {
+            let start = p.covered_end(0).unwrap_or(0);
+            Fetch {
+                epoch: 0,
+                start,
+                end: p.next_covered_start(start),
+            }
+        }
+        _ => Fetch {
+            epoch: 0,
+            start: 0,
+            end: None,
+        },
+    };
     let capacity = (options.look_ahead / CHUNK_SIZE as u64).max(1) as usize;
     let (data_tx, data_rx) = bounded(capacity);
     let (command_tx, command_rx) = unbounded();
     let (opened_tx, opened_rx) = bounded(1);
     let (done_tx, done_rx) = bounded::<()>(0);
     let (stop_tx, stop_rx) = bounded::<()>(0);
-    let shared = Arc::new(Shared::new(None, options.range_seek));
+    let shared = Arc::new(Shared::new(
+        pinned.as_ref().and_then(|p| p.size),
+        options.range_seek,
+    ));
     let range_seek = options.range_seek;
     let url_text = redact(&url);
     let spec = DriverSpec {
@@ -102,7 +232,7 @@ fn start_session(
         options,
         first,
         pinned,
-        partial,
+        partial: partial.clone(),
     };
     let channels = DriverChannels {
         commands: command_rx,
@@ -113,7 +243,7 @@ fn start_session(
     let thread = driver::spawn(spec, Arc::clone(&shared), channels)
         .map_err(|e| FileError::Network(format!("cannot start the driver thread: {e}")))?;
     let inner = Arc::new(Inner {
-        reader: Mutex::new(Reader::streaming(data_rx, first)),
+        reader: Mutex::new(Reader::new(Some(data_rx), Some(first), partial)),
         shared,
         commands: command_tx,
         stop_tx: Mutex::new(Some(stop_tx)),
@@ -121,21 +251,26 @@ fn start_session(
         driver: Mutex::new(Some(thread)),
         driver_done: done_rx,
         asset_id,
-        position: AtomicU64::new(first.start),
+        position: AtomicU64::new(0),
         range_seek,
         url: url_text,
         content_type: Mutex::new(None),
+        cache,
+        served_from_cache: false,
     });
     // Dropping `inner` on failure stops and joins the driver.
     let opened = opened_rx
         .recv()
         .unwrap_or(Err(FileError::Network("the driver thread ended".into())))?;
     *lock(&inner.content_type) = opened.content_type;
+    lock(&inner.reader).begin(opened.first);
     Ok(FileSession { inner })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A remote file opened for streaming: `Read + Seek` like a local file, with a
@@ -181,6 +316,8 @@ struct Inner {
     range_seek: bool,
     url: String,
     content_type: Mutex<Option<String>>,
+    cache: Option<CacheUse>,
+    served_from_cache: bool,
 }
 
 impl Inner {
@@ -260,31 +397,78 @@ struct Reader {
     /// An error every later read repeats (the resource changed).
     sticky: Option<FileError>,
     data: Option<Receiver<Message>>,
+    /// Bytes already in the cache's partial file, read back from disk.
+    partial: Option<Arc<PartialFile>>,
 }
 
 impl Reader {
-    fn streaming(data: Receiver<Message>, first: Fetch) -> Self {
-        Reader {
-            position: first.start,
-            epoch: first.epoch,
-            live: Some(Live {
-                epoch: first.epoch,
-                next: first.start,
-                end: first.end,
-                done: false,
-            }),
+    fn new(
+        data: Option<Receiver<Message>>,
+        first: Option<Fetch>,
+        partial: Option<Arc<PartialFile>>,
+    ) -> Self {
+        let mut reader = Reader {
+            position: 0,
+            epoch: 0,
+            live: None,
             current: None,
             history: VecDeque::new(),
             history_bytes: 0,
             sticky: None,
-            data: Some(data),
+            data,
+            partial,
+        };
+        if let Some(first) = first {
+            reader.begin(first);
         }
+        reader
     }
 
-    /// Whether the bytes at `position` are in memory.
+    /// Accepts the chunks of `fetch` from now on.
+    fn begin(&mut self, fetch: Fetch) {
+        self.epoch = fetch.epoch;
+        self.live = Some(Live {
+            epoch: fetch.epoch,
+            next: fetch.start,
+            end: fetch.end,
+            done: false,
+        });
+    }
+
+    /// Whether the bytes at `position` are in memory or in the partial cache file.
     fn holds(&self, position: u64) -> bool {
         self.current.as_ref().is_some_and(|c| c.covers(position))
             || self.history.iter().any(|c| c.covers(position))
+            || self.on_disk(position).is_some()
+    }
+
+    /// The end of the cached run of bytes that contains `position`, if any.
+    fn on_disk(&self, position: u64) -> Option<u64> {
+        self.partial.as_ref()?.covered_end(position)
+    }
+
+    /// Reads the cached bytes at the position into `current`; `false` if there are none
+    /// (or the disk failed, which turns disk reads off for this session).
+    fn load_from_disk(&mut self) -> bool {
+        let (Some(partial), Some(end)) = (&self.partial, self.on_disk(self.position)) else {
+            return false;
+        };
+        let len = (end - self.position).min(CHUNK_SIZE as u64) as usize;
+        let mut buffer = BytesMut::zeroed(len);
+        match partial.read_at(self.position, &mut buffer) {
+            Ok(n) if n > 0 => {
+                buffer.truncate(n);
+                self.current = Some(Chunk {
+                    offset: self.position,
+                    bytes: buffer.freeze(),
+                });
+                true
+            }
+            _ => {
+                self.partial = None;
+                false
+            }
+        }
     }
 
     /// Whether the live fetch will deliver `position` without a new request: it is next,
@@ -315,24 +499,22 @@ impl Reader {
         }
     }
 
-    /// Starts a new fetch at the reader's position; chunks of older fetches are dropped.
+    /// Starts a new fetch at the reader's position, up to the next cached bytes; chunks
+    /// of older fetches are dropped.
     fn request(&mut self, inner: &Inner) -> Result<(), FileError> {
-        self.epoch += 1;
         let fetch = Fetch {
-            epoch: self.epoch,
+            epoch: self.epoch + 1,
             start: self.position,
-            end: None,
+            end: self
+                .partial
+                .as_ref()
+                .and_then(|p| p.next_covered_start(self.position)),
         };
         inner
             .commands
             .send(Command::Fetch(fetch))
             .map_err(|_| FileError::Stopped)?;
-        self.live = Some(Live {
-            epoch: fetch.epoch,
-            next: fetch.start,
-            end: fetch.end,
-            done: false,
-        });
+        self.begin(fetch);
         Ok(())
     }
 
@@ -360,8 +542,11 @@ impl Reader {
                 self.current = Some(chunk.clone());
                 continue;
             }
+            // The live fetch first, so the reader keeps draining it; then the disk.
             if !self.live_reaches(inner, position) {
-                self.request(inner)?;
+                if !self.load_from_disk() {
+                    self.request(inner)?;
+                }
                 continue;
             }
             let message = match self.receive(inner, wait)? {
@@ -559,6 +744,40 @@ impl FileSession {
         }
     }
 
+    /// The byte ranges available without the network: the cache's bytes, what the
+    /// session holds in memory, and what the driver has downloaded ahead. Sorted and
+    /// merged, for a player's seek bar.
+    pub fn buffered_ranges(&self) -> Vec<Range<u64>> {
+        let reader = lock(&self.inner.reader);
+        let mut ranges: Vec<Range<u64>> = Vec::new();
+        if let Some(partial) = &reader.partial {
+            ranges.extend(partial.covered());
+        }
+        ranges.extend(reader.current.iter().map(|c| c.offset..c.end()));
+        ranges.extend(reader.history.iter().map(|c| c.offset..c.end()));
+        if let Some(live) = &reader.live {
+            let front = self.inner.shared.front();
+            if front.epoch == live.epoch && front.sent_to > live.next {
+                ranges.push(live.next..front.sent_to);
+            }
+        }
+        drop(reader);
+        merge_ranges(ranges)
+    }
+
+    /// Whether the complete body of this asset is in the cache: served from it, or
+    /// committed since (by this session, another session, or another process).
+    /// Always `false` for a session opened without a cache.
+    pub fn is_cached(&self) -> bool {
+        if self.inner.served_from_cache {
+            return true;
+        }
+        self.inner.cache.as_ref().is_some_and(|cache| {
+            cache.partial.as_ref().is_some_and(|p| p.is_committed())
+                || cache.lease.has_complete_body()
+        })
+    }
+
     /// How many HTTP requests the session has sent (retries and redirects included).
     pub fn request_count(&self) -> u64 {
         self.inner.shared.requests.load(Ordering::Relaxed)
@@ -587,6 +806,19 @@ impl FileSession {
             Err(SeekTargetError::File(error)) => Err(error.into()),
         }
     }
+}
+
+fn merge_ranges(mut ranges: Vec<Range<u64>>) -> Vec<Range<u64>> {
+    ranges.retain(|r| r.start < r.end);
+    ranges.sort_by_key(|r| r.start);
+    let mut merged: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => merged.push(range),
+        }
+    }
+    merged
 }
 
 impl Read for FileSession {

@@ -103,7 +103,10 @@ fn a_64_mib_file_is_read_whole_in_one_request() {
     assert!(got == body, "64 MiB differ");
     assert_eq!(server.request_count("/file.bin"), 1);
     assert_eq!(session.request_count(), 1);
-    println!("64 MiB sequential read: {} request(s)", session.request_count());
+    println!(
+        "64 MiB sequential read: {} request(s)",
+        session.request_count()
+    );
 }
 
 #[test]
@@ -126,7 +129,11 @@ fn open_reports_http_status_bad_urls_and_bad_options() {
         matches!(err, FileError::HttpStatus { status: 404, .. }),
         "{err:?}"
     );
-    for bad in ["ftp://127.0.0.1/x", "file:///etc/passwd", "data:text/plain,hi"] {
+    for bad in [
+        "ftp://127.0.0.1/x",
+        "file:///etc/passwd",
+        "data:text/plain,hi",
+    ] {
         let err = FileSource::open(bad.parse().unwrap(), FileSourceOptions::new()).unwrap_err();
         assert!(matches!(err, FileError::InvalidUrl(_)), "{bad}: {err:?}");
     }
@@ -136,7 +143,11 @@ fn open_reports_http_status_bad_urls_and_bad_options() {
     )
     .unwrap_err();
     assert!(matches!(err, FileError::InvalidOptions(_)), "{err:?}");
-    assert_eq!(server.request_count("/missing"), 1, "bad options send nothing");
+    assert_eq!(
+        server.request_count("/missing"),
+        1,
+        "bad options send nothing"
+    );
 }
 
 #[test]
@@ -174,7 +185,11 @@ fn seek_bytes_clamps_negative_and_refuses_past_the_end() {
         }
     );
     assert_eq!(session.position(), 10, "a refused seek leaves the position");
-    assert_eq!(server.request_count("/file.bin"), requests, "and sends nothing");
+    assert_eq!(
+        server.request_count("/file.bin"),
+        requests,
+        "and sends nothing"
+    );
 
     assert_eq!(session.seek_bytes(10_000).unwrap(), 10_000);
     assert_eq!(session.read(&mut [0; 10]).unwrap(), 0);
@@ -248,7 +263,10 @@ fn seeks_into_held_bytes_send_no_request() {
     assert_eq!(read_n(&mut session, 4096), body[at..at + 4096]);
     // Forward, into bytes downloaded ahead but unread.
     session.seek_bytes(900 * 1024).unwrap();
-    assert_eq!(read_n(&mut session, 4096), body[900 * 1024..900 * 1024 + 4096]);
+    assert_eq!(
+        read_n(&mut session, 4096),
+        body[900 * 1024..900 * 1024 + 4096]
+    );
     assert_eq!(server.request_count("/file.bin"), before, "no request");
 }
 
@@ -259,7 +277,10 @@ fn other_seeks_send_a_range_request_and_old_bytes_never_leak() {
     read_n(&mut session, 10);
     session.seek_bytes(12 * MIB as i64).unwrap();
     let got = read_n(&mut session, 2 * MIB);
-    assert!(got == body[12 * MIB..14 * MIB], "bytes after a far seek differ");
+    assert!(
+        got == body[12 * MIB..14 * MIB],
+        "bytes after a far seek differ"
+    );
     let ranges = ranges_sent(&server);
     assert_eq!(
         ranges.last().unwrap().as_deref(),
@@ -289,7 +310,10 @@ fn without_range_seek_no_range_header_is_ever_sent() {
     assert_eq!(read_n(&mut session, 1000), body[2 * MIB..2 * MIB + 1000]);
     // Backward within history works; beyond it cannot be served.
     session.seek(SeekFrom::Current(-500)).unwrap();
-    assert_eq!(read_n(&mut session, 500), body[2 * MIB + 500..2 * MIB + 1000]);
+    assert_eq!(
+        read_n(&mut session, 500),
+        body[2 * MIB + 500..2 * MIB + 1000]
+    );
     // Byte 100_000 was skipped, never read: not held.
     let err = session.seek(SeekFrom::Start(100_000)).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::Unsupported);
@@ -340,8 +364,7 @@ fn unknown_length_sequential_read_is_exact() {
     let mut options = FileOptions::new();
     options.content_length = false;
     server.set_file_options("/chunked", options);
-    let mut session =
-        FileSource::open(url(&server, "/chunked"), FileSourceOptions::new()).unwrap();
+    let mut session = FileSource::open(url(&server, "/chunked"), FileSourceOptions::new()).unwrap();
     let mut got = Vec::new();
     session.read_to_end(&mut got).unwrap();
     assert!(got == body);
@@ -443,7 +466,10 @@ pub fn run_model(session: &mut FileSession, body: &[u8], seed: u64, operations: 
                         assert_eq!(p, target as u64);
                     }
                     Err(e) => {
-                        assert!(target < 0 || target as u64 > size, "seed {seed} op {op}: {e}");
+                        assert!(
+                            target < 0 || target as u64 > size,
+                            "seed {seed} op {op}: {e}"
+                        );
                         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
                     }
                 }
@@ -540,10 +566,7 @@ fn memory_ahead_of_the_reader_is_bounded_by_the_look_ahead() {
 fn stop_releases_a_read_blocked_on_a_stalled_server() {
     let server = TestServer::start();
     server.add_file("/stall", pattern(MIB, 16));
-    server.push_faults(
-        "/stall",
-        [Fault::StallAfter(1000, Duration::from_secs(30))],
-    );
+    server.push_faults("/stall", [Fault::StallAfter(1000, Duration::from_secs(30))]);
     let session = std::sync::Arc::new(
         FileSource::open(
             url(&server, "/stall"),
@@ -566,13 +589,19 @@ fn stop_releases_a_read_blocked_on_a_stalled_server() {
             }
         })
     };
-    wait_until("the reader to consume the served bytes", Duration::from_secs(10), || {
-        session.position() == 1000
-    });
+    wait_until(
+        "the reader to consume the served bytes",
+        Duration::from_secs(10),
+        || session.position() == 1000,
+    );
     let stopped_at = Instant::now();
     session.stop();
     let (got, err) = reader.join().unwrap();
-    assert!(stopped_at.elapsed() < Duration::from_secs(1), "{:?}", stopped_at.elapsed());
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        stopped_at.elapsed()
+    );
     assert_eq!(got, 1000);
     let err = err.expect("a stopped read is an error, not EOF");
     assert_eq!(file_error(&err), &FileError::Stopped);
@@ -610,9 +639,11 @@ fn dropping_sessions_leaves_no_thread_behind() {
         started.elapsed()
     );
     // Drop joined every driver; the kernel may list a joined thread for a moment longer.
-    wait_until("driver threads back to the baseline", Duration::from_secs(2), || {
-        driver_threads() <= baseline
-    });
+    wait_until(
+        "driver threads back to the baseline",
+        Duration::from_secs(2),
+        || driver_threads() <= baseline,
+    );
 }
 
 #[test]
@@ -701,7 +732,10 @@ fn io_errors_keep_their_kind_and_the_file_error() {
             },
             io::ErrorKind::InvalidInput,
         ),
-        (FileError::Network("x".into()), io::ErrorKind::ConnectionAborted),
+        (
+            FileError::Network("x".into()),
+            io::ErrorKind::ConnectionAborted,
+        ),
         (FileError::Stopped, io::ErrorKind::Other),
     ];
     for (error, kind) in cases {
