@@ -21,7 +21,8 @@ use url::Url;
 use crate::cache::{CachedMeta, PartialFile};
 use crate::options::{is_secret_header, FileSourceOptions};
 use crate::range_policy::{
-    plan_response, range_header, validators_of, Plan, Refusal, Requested, ResponseHead, Validators,
+    follow_redirect, plan_response, range_header, validators_of, Plan, Refusal, Requested,
+    ResponseHead, Validators,
 };
 use crate::FileError;
 
@@ -553,24 +554,7 @@ impl Driver {
                             self.options.max_redirects
                         ))));
                     }
-                    let next = url.join(&location).map_err(|e| {
-                        Failure::Fatal(FileError::Protocol(format!(
-                            "redirect to an invalid location: {e}"
-                        )))
-                    })?;
-                    if url.scheme() == "https" && next.scheme() != "https" {
-                        return Err(Failure::Fatal(FileError::Protocol(format!(
-                            "refused a redirect from https to {}",
-                            redact(&next)
-                        ))));
-                    }
-                    if !matches!(next.scheme(), "http" | "https") {
-                        return Err(Failure::Fatal(FileError::Protocol(format!(
-                            "refused a redirect to {}",
-                            redact(&next)
-                        ))));
-                    }
-                    url = next;
+                    url = follow_redirect(&url, &location).map_err(Failure::Fatal)?;
                 }
                 _ => break response,
             }
@@ -875,6 +859,11 @@ fn classify_error(error: ureq::Error) -> Failure {
     match error {
         ureq::Error::Timeout(_) | ureq::Error::BodyStalled => {
             transient(format!("stalled: {error}"))
+        }
+        // rustls reports a failed handshake or a corrupt record as InvalidData: never retried,
+        // never downgraded.
+        ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            Failure::Fatal(FileError::Network(format!("TLS failure: {error}")))
         }
         ureq::Error::Io(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
             transient(error.to_string())

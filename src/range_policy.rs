@@ -6,6 +6,8 @@
 use std::io::SeekFrom;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use url::Url;
+
 use crate::FileError;
 
 /// Where a seek lands, following `std::io::Seek`: a result below zero is an
@@ -272,13 +274,8 @@ fn plan_partial(
             requested.start
         ));
     }
-    if let Some(length) = head.content_length {
-        if length != last - first + 1 {
-            return protocol(format!(
-                "Content-Length {length} disagrees with Content-Range {value:?}"
-            ));
-        }
-    }
+    // A Content-Length that disagrees is not trusted: the body is read up to the
+    // Content-Range end, and one that stops short of it is a transient truncation.
     let seen = validators_of(head, total);
     if let Some(reason) = pinned.and_then(|p| p.mismatch(&seen)) {
         return Err(Refusal::Fatal(FileError::ResourceChanged(reason)));
@@ -342,12 +339,12 @@ fn plan_unsatisfiable(
         (Some(size), _) | (None, Some(size)) if requested.start >= size => {
             Ok(Plan::EndOfFile { size })
         }
-        (Some(size), _) | (None, Some(size)) => {
-            Err(Refusal::Fatal(FileError::ResourceChanged(format!(
-                "the server refused bytes from {} of a {size}-byte file",
-                requested.start
-            ))))
-        }
+        // Same length, yet a start inside the file refused: treating that as the end
+        // would be a false EOF.
+        (Some(size), _) | (None, Some(size)) => Err(Refusal::Fatal(FileError::Protocol(format!(
+            "the server refused bytes from {} of a {size}-byte file",
+            requested.start
+        )))),
         (None, None) => Err(Refusal::Fatal(FileError::Protocol(
             "416 without Content-Range for a file of unknown length".into(),
         ))),
@@ -361,6 +358,27 @@ pub(crate) fn validators_of(head: &ResponseHead, size: Option<u64>) -> Validator
         last_modified: head.last_modified.clone(),
         size,
     }
+}
+
+/// Where a redirect from `from` to `location` leads. Refused: a location that is not a
+/// URL, a scheme other than http(s), and any step down from https to http (the request
+/// would go out in the clear).
+pub(crate) fn follow_redirect(from: &Url, location: &str) -> Result<Url, FileError> {
+    let next = from
+        .join(location)
+        .map_err(|e| FileError::Protocol(format!("redirect to an invalid location: {e}")))?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(FileError::Protocol(format!(
+            "refused a redirect to the {} scheme",
+            next.scheme()
+        )));
+    }
+    if from.scheme() == "https" && next.scheme() != "https" {
+        return Err(FileError::Protocol(
+            "refused a redirect from https to http".into(),
+        ));
+    }
+    Ok(next)
 }
 
 /// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
@@ -628,7 +646,7 @@ mod tests {
         h.content_range = Some("bytes */1000".into());
         assert!(matches!(
             plan_response(RANGED_FROM_100, &h, Some(&pinned), "u"),
-            Err(Refusal::Fatal(FileError::ResourceChanged(_)))
+            Err(Refusal::Fatal(FileError::Protocol(_)))
         ));
     }
 
@@ -665,6 +683,34 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("junk"), None);
+    }
+
+    #[test]
+    fn redirects_resolve_relative_locations_and_never_downgrade() {
+        let http: Url = "http://a.example/x/y".parse().unwrap();
+        let https: Url = "https://a.example/x/y".parse().unwrap();
+        assert_eq!(
+            follow_redirect(&http, "/z").unwrap().as_str(),
+            "http://a.example/z"
+        );
+        assert_eq!(
+            follow_redirect(&http, "https://b.example/z")
+                .unwrap()
+                .as_str(),
+            "https://b.example/z"
+        );
+        assert_eq!(
+            follow_redirect(&https, "z").unwrap().as_str(),
+            "https://a.example/x/z"
+        );
+        assert!(matches!(
+            follow_redirect(&https, "http://a.example/z"),
+            Err(FileError::Protocol(_))
+        ));
+        assert!(matches!(
+            follow_redirect(&http, "ftp://a.example/z"),
+            Err(FileError::Protocol(_))
+        ));
     }
 
     #[test]

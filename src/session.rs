@@ -778,6 +778,11 @@ impl FileSession {
         })
     }
 
+    /// How many times the driver backed off and retried after a transient failure.
+    pub fn retry_count(&self) -> u64 {
+        self.inner.shared.retries.load(Ordering::Relaxed)
+    }
+
     /// How many HTTP requests the session has sent (retries and redirects included).
     pub fn request_count(&self) -> u64 {
         self.inner.shared.requests.load(Ordering::Relaxed)

@@ -12,6 +12,8 @@
 //! instead of seeing EOF. This server owns every socket, so a "close" is an explicit
 //! `shutdown(Both)` and the peer sees EOF at once.
 
+pub mod model;
+
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
