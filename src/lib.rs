@@ -54,3 +54,8 @@ pub use cache::{AssetCache, AssetId};
 pub use error::FileError;
 pub use options::FileSourceOptions;
 pub use session::{FileSession, FileSource, FileStream};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
