@@ -11,7 +11,6 @@
 //! and a SHA-256 of the bytes.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};

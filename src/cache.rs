@@ -1080,6 +1080,13 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+impl From<&AssetCache> for AssetCache {
+    /// Another handle on the same cache (a cheap `Arc` clone), so APIs can take either.
+    fn from(cache: &AssetCache) -> Self {
+        cache.clone()
+    }
+}
+
 #[cfg(test)]
 #[allow(
     clippy::single_range_in_vec_init,
@@ -1625,12 +1632,5 @@ mod tests {
         }
         part.commit().unwrap();
         reader.join().unwrap();
-    }
-}
-
-impl From<&AssetCache> for AssetCache {
-    /// Another handle on the same cache (a cheap `Arc` clone), so APIs can take either.
-    fn from(cache: &AssetCache) -> Self {
-        cache.clone()
     }
 }

@@ -224,6 +224,10 @@ fn io_seek_follows_std() {
 }
 
 #[test]
+#[allow(
+    clippy::seek_from_current,
+    reason = "SeekFrom::Current(0) itself is under test: users call it"
+)]
 fn current_zero_and_repeated_seeks_send_nothing() {
     let (server, body) = serve(16 * MIB, 5);
     let mut session = open(&server);
