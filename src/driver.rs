@@ -19,6 +19,7 @@ use ureq::Agent;
 use url::Url;
 
 use crate::cache::{CachedMeta, PartialFile};
+use crate::events::{DownloadState, EventSink, FileEvent, StateCell};
 use crate::options::{is_secret_header, FileSourceOptions};
 use crate::range_policy::{
     follow_redirect, plan_response, range_header, validators_of, Plan, Refusal, Requested,
@@ -69,6 +70,9 @@ pub(crate) struct Opened {
     pub first: Fetch,
 }
 
+/// How often progress events go out at most.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How often the partial cache file's index is made durable while downloading.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -83,6 +87,9 @@ pub(crate) struct Shared {
     front: Mutex<Front>,
     in_flight: Mutex<InFlight>,
     waker: Mutex<Option<Waker>>,
+    pub(crate) state: StateCell,
+    /// A reader is blocked waiting for bytes (the UI calls that buffering).
+    pub(crate) reader_waiting: AtomicBool,
     pub(crate) requests: AtomicU64,
     pub(crate) bytes_fetched: AtomicU64,
     pub(crate) retries: AtomicU64,
@@ -118,6 +125,8 @@ impl Shared {
             front: Mutex::new(Front::default()),
             in_flight: Mutex::new(InFlight::default()),
             waker: Mutex::new(None),
+            state: StateCell::new(DownloadState::Connecting),
+            reader_waiting: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             bytes_fetched: AtomicU64::new(0),
             retries: AtomicU64::new(0),
@@ -258,6 +267,8 @@ enum Failure {
         cause: String,
         status: Option<u16>,
         retry_after: Option<Duration>,
+        /// The response went silent past the read timeout.
+        stalled: bool,
     },
     Fatal(FileError),
     /// The request was cancelled by the session; a command is waiting.
@@ -296,6 +307,9 @@ struct Driver {
     data: Sender<Message>,
     opened: Option<Sender<Result<Opened, FileError>>>,
     jitter: u64,
+    events: Option<EventSink>,
+    last_progress: Instant,
+    stalled: bool,
 }
 
 impl Driver {
@@ -312,6 +326,9 @@ impl Driver {
             .unwrap_or(0x9e37_79b9_7f4a_7c15);
         Driver {
             agent: build_agent(&spec.options),
+            events: spec.options.events.clone(),
+            last_progress: Instant::now(),
+            stalled: false,
             url: spec.url,
             options: spec.options,
             pinned_from_cache: spec.pinned.is_some(),
@@ -385,7 +402,7 @@ impl Driver {
                 }
                 Err(failure) => failure,
             };
-            let (cause, status, retry_after) = match failure {
+            let (cause, status, retry_after, stalled) = match failure {
                 Failure::Cancelled => match self.poll_command() {
                     Some(flow) => return flow,
                     None => continue,
@@ -402,9 +419,14 @@ impl Driver {
                     cause,
                     status,
                     retry_after,
-                } => (cause, status, retry_after),
+                    stalled,
+                } => (cause, status, retry_after, stalled),
             };
             failures += 1;
+            if stalled && !self.stalled {
+                self.stalled = true;
+                self.emit(FileEvent::Stalled);
+            }
             if failures > self.options.max_retries {
                 let error = FileError::Network(format!(
                     "{cause} (gave up after {} retries)",
@@ -427,6 +449,16 @@ impl Driver {
                 None => self.backoff(failures),
             };
             self.shared.retries.fetch_add(1, Ordering::Relaxed);
+            self.shared.state.set(DownloadState::Retrying);
+            log::debug!(
+                "kithara-file: retry {failures} of {} in {delay:?}: {cause}",
+                self.options.max_retries
+            );
+            self.emit(FileEvent::Retrying {
+                attempt: failures,
+                delay,
+                cause,
+            });
             match self.commands.recv_timeout(delay) {
                 Ok(command) => return Flow::Next(command),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -481,6 +513,12 @@ impl Driver {
             // Only a body of unknown length that ended cleanly gets here.
             self.shared.set_size(offset);
         }
+        if self.shared.size().is_some_and(|size| offset >= size) {
+            self.shared.state.set(DownloadState::Complete);
+            self.emit(FileEvent::Complete);
+        } else {
+            self.shared.state.set(DownloadState::Streaming);
+        }
         self.commit_cache_if_complete();
         match self.send(Message::End { epoch: fetch.epoch }) {
             Ok(()) => Flow::Idle,
@@ -489,6 +527,9 @@ impl Driver {
     }
 
     fn fail(&mut self, epoch: u64, error: FileError) -> Flow {
+        log::debug!("kithara-file: giving up: {error}");
+        self.shared.state.set(DownloadState::Failed);
+        self.emit(FileEvent::Error(error.clone()));
         if let Some(opened) = self.opened.take() {
             let _ = opened.send(Err(error));
             return Flow::Exit;
@@ -575,6 +616,7 @@ impl Driver {
                     cause: format!("HTTP {status} from {}", redact(&url)),
                     status: Some(status),
                     retry_after,
+                    stalled: false,
                 })
             }
             Err(Refusal::Fatal(FileError::ResourceChanged(_))) if self.pinned_from_cache => {
@@ -627,6 +669,16 @@ impl Driver {
         requested: Requested,
     ) -> Result<ureq::http::Response<ureq::Body>, Failure> {
         self.shared.requests.fetch_add(1, Ordering::Relaxed);
+        self.shared.state.set(DownloadState::Connecting);
+        log::debug!(
+            "kithara-file: GET {} ({})",
+            redact(url),
+            if requested.ranged {
+                range_header(requested.start, requested.end)
+            } else {
+                "whole body".to_string()
+            }
+        );
         let mut request = self
             .agent
             .get(url.as_str())
@@ -669,7 +721,21 @@ impl Driver {
         }
     }
 
+    fn emit(&self, event: FileEvent) {
+        if let Some(events) = &self.events {
+            events.emit(event);
+        }
+    }
+
     fn announce_open(&mut self, head: &ResponseHead, first: Fetch) {
+        self.shared.state.set(DownloadState::Streaming);
+        if self.opened.is_some() {
+            self.emit(FileEvent::Opened {
+                length: self.shared.size(),
+                content_type: head.content_type.clone(),
+                from_cache: false,
+            });
+        }
         if let Some(opened) = self.opened.take() {
             let _ = opened.send(Ok(Opened {
                 content_type: head.content_type.clone(),
@@ -710,6 +776,7 @@ impl Driver {
                     position += len;
                     *offset = position;
                     lock(&self.shared.front).sent_to = position;
+                    self.after_progress();
                 }
             }
             if let Some(error) = error {
@@ -721,6 +788,7 @@ impl Driver {
                         cause: format!("the body ended at byte {position} of {end}"),
                         status: None,
                         retry_after: None,
+                        stalled: false,
                     }),
                     _ => Pumped::Complete,
                 };
@@ -736,6 +804,21 @@ impl Driver {
             }
         }
         result
+    }
+
+    /// Bookkeeping after bytes went out: stall recovery and rate-limited progress.
+    fn after_progress(&mut self) {
+        if self.stalled {
+            self.stalled = false;
+            self.emit(FileEvent::Resumed);
+        }
+        if self.events.is_some() && self.last_progress.elapsed() >= PROGRESS_INTERVAL {
+            self.last_progress = Instant::now();
+            self.emit(FileEvent::Progress {
+                downloaded: self.shared.bytes_fetched.load(Ordering::Relaxed),
+                total: self.shared.size(),
+            });
+        }
     }
 
     /// Reads into `buffer` until it is full, the body ends, or the reader is starving.
@@ -851,14 +934,15 @@ fn response_head(response: &ureq::http::Response<ureq::Body>) -> ResponseHead {
 
 /// Sorts a ureq failure into retry or give up.
 fn classify_error(error: ureq::Error) -> Failure {
-    let transient = |cause: String| Failure::Transient {
+    let transient = |cause: String, stalled: bool| Failure::Transient {
         cause,
         status: None,
         retry_after: None,
+        stalled,
     };
     match error {
         ureq::Error::Timeout(_) | ureq::Error::BodyStalled => {
-            transient(format!("stalled: {error}"))
+            transient(format!("stalled: {error}"), true)
         }
         // rustls reports a failed handshake or a corrupt record as InvalidData: never retried,
         // never downgraded.
@@ -866,7 +950,7 @@ fn classify_error(error: ureq::Error) -> Failure {
             Failure::Fatal(FileError::Network(format!("TLS failure: {error}")))
         }
         ureq::Error::Io(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
-            transient(error.to_string())
+            transient(error.to_string(), false)
         }
         ureq::Error::BadUri(_) => Failure::Fatal(FileError::InvalidUrl(error.to_string())),
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => {

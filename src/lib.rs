@@ -41,6 +41,7 @@
 mod cache;
 mod driver;
 mod error;
+mod events;
 #[cfg(any(feature = "symphonia", feature = "symphonia-05"))]
 mod media_source;
 mod options;
@@ -52,6 +53,7 @@ pub use url::Url;
 
 pub use cache::{AssetCache, AssetId};
 pub use error::FileError;
+pub use events::{DownloadState, FileEvent, Progress};
 pub use options::FileSourceOptions;
 pub use session::{FileSession, FileSource, FileStream};
 

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::events::{EventSink, FileEvent};
 use crate::FileError;
 
 /// Default bytes the driver may hold ahead of the reader.
@@ -61,6 +62,7 @@ pub struct FileSourceOptions {
     pub(crate) retry_max_delay: Duration,
     pub(crate) max_redirects: u32,
     pub(crate) cache_key: Option<String>,
+    pub(crate) events: Option<EventSink>,
 }
 
 impl Default for FileSourceOptions {
@@ -77,6 +79,7 @@ impl Default for FileSourceOptions {
             retry_max_delay: Duration::from_secs(5),
             max_redirects: 10,
             cache_key: None,
+            events: None,
         }
     }
 }
@@ -175,6 +178,27 @@ impl FileSourceOptions {
         self
     }
 
+    /// Calls `callback` with every [`FileEvent`] of the session: opened, progress (at most
+    /// every 100 ms), seeks, retries, stalls, completion, errors. Default: none.
+    ///
+    /// The callback runs on the session's driver thread (seek events on the thread that
+    /// seeks): keep it short and never block in it. Forwarding to a channel is the usual
+    /// way:
+    ///
+    /// ```
+    /// use kithara_file::{FileEvent, FileSourceOptions};
+    /// let (events, received) = crossbeam_channel::unbounded::<FileEvent>();
+    /// let options = FileSourceOptions::new().with_events(move |event| {
+    ///     let _ = events.send(event);
+    /// });
+    /// # drop((options, received));
+    /// ```
+    #[must_use]
+    pub fn with_events(mut self, callback: impl Fn(FileEvent) + Send + Sync + 'static) -> Self {
+        self.events = Some(EventSink::new(callback));
+        self
+    }
+
     /// Checks every value; the first bad one is reported.
     pub(crate) fn validate(&self) -> Result<(), FileError> {
         let invalid = |msg: String| Err(FileError::InvalidOptions(msg));
@@ -250,6 +274,7 @@ impl fmt::Debug for FileSourceOptions {
             .field("retry_max_delay", &self.retry_max_delay)
             .field("max_redirects", &self.max_redirects)
             .field("cache_key", &self.cache_key.as_ref().map(|_| "<set>"))
+            .field("events", &self.events)
             .finish()
     }
 }

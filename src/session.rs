@@ -20,6 +20,7 @@ use crate::cache::{AssetCache, AssetId, AssetLease, PartialFile};
 use crate::driver::{
     self, redact, Command, DriverChannels, DriverSpec, Fetch, Message, Shared, CHUNK_SIZE,
 };
+use crate::events::{DownloadState, EventSink, FileEvent, Progress};
 use crate::range_policy::{resolve_seek, resolve_seek_bytes, SeekTargetError, Validators};
 use crate::{FileError, FileSourceOptions};
 
@@ -145,6 +146,14 @@ fn open_complete(
     let (_, done_rx) = bounded::<()>(0);
     let (stop_tx, stop_rx) = bounded::<()>(0);
     let shared = Arc::new(Shared::new(Some(len), true));
+    shared.state.set(DownloadState::Complete);
+    if let Some(events) = &options.events {
+        events.emit(FileEvent::Opened {
+            length: Some(len),
+            content_type: None,
+            from_cache: true,
+        });
+    }
     let mut reader = Reader::new(None, None, None);
     reader.current = Some(Chunk {
         offset: 0,
@@ -165,6 +174,7 @@ fn open_complete(
         content_type: Mutex::new(None),
         cache: Some(CacheUse::reader(lease.clone())),
         served_from_cache: true,
+        events: options.events.clone(),
     };
     Some(FileSession {
         inner: Arc::new(inner),
@@ -226,6 +236,7 @@ fn start_session(
         options.range_seek,
     ));
     let range_seek = options.range_seek;
+    let events = options.events.clone();
     let url_text = redact(&url);
     let spec = DriverSpec {
         url,
@@ -257,6 +268,7 @@ fn start_session(
         content_type: Mutex::new(None),
         cache,
         served_from_cache: false,
+        events,
     });
     // Dropping `inner` on failure stops and joins the driver.
     let opened = opened_rx
@@ -318,6 +330,7 @@ struct Inner {
     content_type: Mutex<Option<String>>,
     cache: Option<CacheUse>,
     served_from_cache: bool,
+    events: Option<EventSink>,
 }
 
 impl Inner {
@@ -625,6 +638,8 @@ impl Reader {
                 }
             },
             Wait::Block => loop {
+                inner.shared.reader_waiting.store(true, Ordering::Relaxed);
+                let _waiting = WaitingFlag(&inner.shared);
                 select! {
                     recv(data) -> message => return message.map(Some).map_err(|_| gone()),
                     recv(inner.stop_rx) -> _ => return Err(FileError::Stopped),
@@ -670,8 +685,12 @@ impl Reader {
         if !inner.ranges() && target < self.position && !held {
             return Err(FileError::SeekNotSupported);
         }
+        let from = self.position;
         self.position = target;
         inner.position.store(target, Ordering::Release);
+        if let Some(events) = &inner.events {
+            events.emit(FileEvent::Seek { from, to: target });
+        }
         let at_end = inner.shared.size().is_some_and(|size| target >= size);
         if !held && !at_end && !self.live_reaches(inner, target) && inner.ranges() {
             // Start the request now: the bytes are on their way before the next read.
@@ -778,6 +797,23 @@ impl FileSession {
         })
     }
 
+    /// A snapshot for a progress bar: bytes downloaded, the length if known, the read
+    /// position, and what the session is doing.
+    pub fn progress(&self) -> Progress {
+        let mut state = self.inner.shared.state.get();
+        if self.inner.shared.reader_waiting.load(Ordering::Relaxed)
+            && matches!(state, DownloadState::Streaming | DownloadState::Connecting)
+        {
+            state = DownloadState::Buffering;
+        }
+        Progress {
+            downloaded: self.inner.shared.bytes_fetched.load(Ordering::Relaxed),
+            total: self.byte_len(),
+            position: self.position(),
+            state,
+        }
+    }
+
     /// How many times the driver backed off and retried after a transient failure.
     pub fn retry_count(&self) -> u64 {
         self.inner.shared.retries.load(Ordering::Relaxed)
@@ -810,6 +846,15 @@ impl FileSession {
             )),
             Err(SeekTargetError::File(error)) => Err(error.into()),
         }
+    }
+}
+
+/// Clears `reader_waiting` however the wait ends.
+struct WaitingFlag<'a>(&'a Shared);
+
+impl Drop for WaitingFlag<'_> {
+    fn drop(&mut self) {
+        self.0.reader_waiting.store(false, Ordering::Relaxed);
     }
 }
 
