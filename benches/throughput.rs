@@ -102,15 +102,15 @@ impl Config {
         } else {
             Config {
                 quick,
-                reps: 7,
+                reps: 11,
                 main_size: 256 * MIB,
                 many_count: 64,
                 many_size: 4 * MIB,
                 rss_small: 64 * MIB,
                 rss_large: GIB,
                 rss_reps: 3,
-                ttfb_reps: 31,
-                seek_reps: 25,
+                ttfb_reps: 51,
+                seek_reps: 31,
                 markdown: None,
                 server: None,
                 only: None,
@@ -241,18 +241,20 @@ fn make_file(dir: &Path, name: &str, size: u64, seed: u64) -> io::Result<TestFil
 // ---------------------------------------------------------------------------------------
 // Process measurements
 
-/// User + system CPU seconds of this process, all threads (finished ones included).
-fn cpu_seconds() -> f64 {
+/// User + system CPU seconds of this process, all threads (finished ones included), and
+/// its context switches (voluntary + involuntary).
+fn usage() -> (f64, u64) {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes a `rusage` into the pointer we own; RUSAGE_SELF is valid.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
     if rc != 0 {
-        return f64::NAN;
+        return (f64::NAN, 0);
     }
     // SAFETY: getrusage returned 0, so it filled the struct (and it was zeroed before).
     let usage = unsafe { usage.assume_init() };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    let switches = usage.ru_nvcsw.max(0) as u64 + usage.ru_nivcsw.max(0) as u64;
+    (tv(usage.ru_utime) + tv(usage.ru_stime), switches)
 }
 
 /// `RssAnon` of this process in KiB.
@@ -542,11 +544,12 @@ fn drain(reader: &mut dyn Read, limit: u64, hash: bool) -> Result<(u64, Option<[
     Ok((total, hasher.map(|h| h.finalize().into())))
 }
 
-/// One timed run: wall seconds, CPU seconds, bytes.
+/// One timed run: wall seconds, CPU seconds, context switches, bytes.
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     secs: f64,
     cpu: f64,
+    switches: u64,
     bytes: u64,
 }
 
@@ -557,6 +560,9 @@ impl Sample {
     fn cpu_per_gib(&self) -> f64 {
         self.cpu / (self.bytes as f64 / GIB as f64)
     }
+    fn switches_per_mib(&self) -> f64 {
+        self.switches as f64 / (self.bytes as f64 / MIB as f64)
+    }
 }
 
 /// Opens, reads to the end, drops; all inside the timing. `verify` checks the SHA-256.
@@ -565,15 +571,20 @@ fn timed_read(
     verify: bool,
     open: impl FnOnce() -> Result<Box<dyn Read + Send>, String>,
 ) -> Result<Sample, String> {
-    let cpu0 = cpu_seconds();
+    let (cpu0, switches0) = usage();
     let t0 = Instant::now();
     let mut reader = open()?;
     let (bytes, digest) = drain(&mut *reader, file.size, verify)?;
     drop(reader);
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu0;
+    let (cpu1, switches1) = usage();
     check_whole(file, bytes, digest)?;
-    Ok(Sample { secs, cpu, bytes })
+    Ok(Sample {
+        secs,
+        cpu: cpu1 - cpu0,
+        switches: switches1.saturating_sub(switches0),
+        bytes,
+    })
 }
 
 fn check_whole(file: &TestFile, bytes: u64, digest: Option<[u8; 32]>) -> Result<(), String> {
@@ -638,6 +649,7 @@ fn sd_read(binary: &Path, url: &Url, file: &TestFile, verify: bool) -> Result<Sa
     Ok(Sample {
         secs,
         cpu: f64::NAN,
+        switches: 0,
         bytes,
     })
 }
@@ -656,6 +668,7 @@ fn hex(bytes: &[u8]) -> String {
 enum Unit {
     MibPerSec,
     CpuPerGib,
+    PerMib,
     Micros,
     Mib,
 }
@@ -668,6 +681,7 @@ impl Unit {
         match self {
             Unit::MibPerSec => format!("{v:.0} MiB/s"),
             Unit::CpuPerGib => format!("{v:.3} s/GiB"),
+            Unit::PerMib => format!("{v:.1}/MiB"),
             Unit::Micros if v < 10.0 => format!("{v:.2} µs"),
             Unit::Micros => format!("{v:.0} µs"),
             Unit::Mib => format!("{v:.1} MiB"),
@@ -942,6 +956,8 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
         Goal::RatioAtMost(1.1),
     );
     cpu.ref_label = "plain ureq".into();
+    let mut switches = Row::new("1d", "context switches, seq read", Unit::PerMib, Goal::Info);
+    switches.ref_label = "plain ureq".into();
     if b.sd.is_none() {
         vs_sd.skipped = Some("not built (cargo build --release -p stream-download-ref)".into());
     }
@@ -984,7 +1000,10 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
     vs_sd.reference = tput(&sd);
     cpu.ours = ours.iter().map(Sample::cpu_per_gib).collect();
     cpu.reference = plain.iter().map(Sample::cpu_per_gib).collect();
-    vec![vs_plain, vs_sd, cpu]
+    switches.ours = ours.iter().map(Sample::switches_per_mib).collect();
+    switches.reference = plain.iter().map(Sample::switches_per_mib).collect();
+    switches.error.clone_from(&cpu.error);
+    vec![vs_plain, vs_sd, cpu, switches]
 }
 
 /// 4: open to first byte vs a plain ureq GET (both on a new connection).
@@ -1694,9 +1713,10 @@ fn profile(b: &Bench, main: &TestFile, who: Who, n: usize) -> Result<(), String>
     for i in 0..n {
         let s = timed_read(main, false, || open_reader(who, &url))?;
         println!(
-            "{who:?} run {i}: {:.0} MiB/s, {:.3} CPU s/GiB",
+            "{who:?} run {i}: {:.0} MiB/s, {:.3} CPU s/GiB, {:.1} context switches/MiB",
             s.mib_per_s(),
-            s.cpu_per_gib()
+            s.cpu_per_gib(),
+            s.switches_per_mib()
         );
     }
     Ok(())
