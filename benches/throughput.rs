@@ -257,6 +257,14 @@ fn usage() -> (f64, u64) {
     (tv(usage.ru_utime) + tv(usage.ru_stime), switches)
 }
 
+/// The 1-minute load average: other work on the machine is the main source of noise.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 /// `RssAnon` of this process in KiB.
 fn rss_anon_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -1765,7 +1773,8 @@ fn run(config: &Config) -> Result<(), String> {
     };
     let header = format!(
         "kithara-file benchmark ({} mode): main file {} MiB, {} repetitions (+1 warm-up \
-         that checks bytes), server: {}, stream-download reference: {}; files made in {:.1} s",
+         that checks bytes), server: {}, stream-download reference: {}; files made in {:.1} s; \
+         load average {} on {} CPUs at start",
         if config.quick { "quick" } else { "full" },
         main.size / MIB,
         config.reps,
@@ -1774,7 +1783,9 @@ fn run(config: &Config) -> Result<(), String> {
             .sd
             .as_ref()
             .map_or("not built".to_string(), |p| p.display().to_string()),
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        load_average(),
+        thread::available_parallelism().map_or(0, |n| n.get()),
     );
     eprintln!("{header}");
 
@@ -1819,9 +1830,13 @@ fn run(config: &Config) -> Result<(), String> {
     let total = t0.elapsed().as_secs_f64();
     println!("\n{header}\n");
     print!("{}", text_table(&rows));
-    println!("\ntotal {total:.0} s");
+    let footer = format!(
+        "total {total:.0} s, load average {} at the end",
+        load_average()
+    );
+    println!("\n{footer}");
     if let Some(path) = &config.markdown {
-        let md = markdown_table(&rows, &format!("{header}; total {total:.0} s"));
+        let md = markdown_table(&rows, &format!("{header}; {footer}"));
         std::fs::write(path, md).map_err(|e| format!("{}: {e}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
