@@ -584,14 +584,34 @@ impl PartialFile {
         if gate.committed {
             return Ok(());
         }
+        // Memory first: whatever fails below, no old coverage is claimed any more.
+        {
+            let mut state = lock(&self.state);
+            state.meta = None;
+            state.ranges = RangeSet::default();
+        }
         let _persist = lock(&self.persist);
         self.write_index(Some(&meta), &[])?;
         sync_dir(&self.file_dir)?;
+        lock(&self.state).meta = Some(meta);
+        gate.data.set_len(0)
+    }
+
+    /// Forgets the partial data of an older version: no coverage, no meta, in memory
+    /// and on disk. Nothing can be committed until [`PartialFile::reset`] records a version.
+    pub(crate) fn discard(&self) -> io::Result<()> {
+        let gate = write(&self.gate);
+        if gate.committed {
+            return Ok(());
+        }
         {
             let mut state = lock(&self.state);
-            state.meta = Some(meta);
+            state.meta = None;
             state.ranges = RangeSet::default();
         }
+        let _persist = lock(&self.persist);
+        self.write_index(None, &[])?;
+        sync_dir(&self.file_dir)?;
         gate.data.set_len(0)
     }
 

@@ -6,6 +6,7 @@
 //! where it belongs. The driver never blocks on the channel without also watching its
 //! commands, so a seek or stop is seen while the look-ahead is full.
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -73,8 +74,18 @@ pub(crate) struct Opened {
 /// How often progress events go out at most.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
-/// How often the partial cache file's index is made durable while downloading.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the partial cache file's index is made durable while downloading. A
+/// checkpoint fsyncs the data written so far, which at network speed is expensive; a
+/// crash only loses coverage since the last one, and stop/drop always checkpoint.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a partly filled chunk may wait for more bytes while the reader is starving:
+/// full chunks mean one thread handoff per 64 KiB, this bounds the latency on slow links.
+const FILL_PATIENCE: Duration = Duration::from_millis(2);
+
+/// Chunks smaller than this are copied into a buffer of their own size, so a slow link
+/// cannot pin a 64 KiB allocation per few bytes in the reader's history.
+const SMALL_CHUNK: usize = CHUNK_SIZE / 4;
 
 const UNKNOWN_SIZE: u64 = u64::MAX;
 
@@ -87,6 +98,8 @@ pub(crate) struct Shared {
     front: Mutex<Front>,
     in_flight: Mutex<InFlight>,
     waker: Mutex<Option<Waker>>,
+    /// Whether `waker` holds one: the driver checks this per chunk instead of locking.
+    has_waker: AtomicBool,
     pub(crate) state: StateCell,
     /// A reader is blocked waiting for bytes (the UI calls that buffering).
     pub(crate) reader_waiting: AtomicBool,
@@ -125,6 +138,7 @@ impl Shared {
             front: Mutex::new(Front::default()),
             in_flight: Mutex::new(InFlight::default()),
             waker: Mutex::new(None),
+            has_waker: AtomicBool::new(false),
             state: StateCell::new(DownloadState::Connecting),
             reader_waiting: AtomicBool::new(false),
             requests: AtomicU64::new(0),
@@ -142,6 +156,10 @@ impl Shared {
 
     pub(crate) fn set_size(&self, size: u64) {
         self.size.store(size, Ordering::Release);
+    }
+
+    fn forget_size(&self) {
+        self.size.store(UNKNOWN_SIZE, Ordering::Release);
     }
 
     /// Whether the server answers Range requests (and the options allow them).
@@ -187,10 +205,16 @@ impl Shared {
             Some(current) if current.will_wake(waker) => {}
             _ => *slot = Some(waker.clone()),
         }
+        self.has_waker.store(true, Ordering::Release);
     }
 
     pub(crate) fn wake(&self) {
-        if let Some(waker) = lock(&self.waker).take() {
+        if !self.has_waker.load(Ordering::Acquire) {
+            return;
+        }
+        let waker = lock(&self.waker).take();
+        self.has_waker.store(false, Ordering::Release);
+        if let Some(waker) = waker {
             waker.wake();
         }
     }
@@ -295,6 +319,15 @@ struct OpenBody {
 
 struct Driver {
     url: Url,
+    /// Credentials go only to the origin they were given for, whatever redirects did.
+    origin: url::Origin,
+    /// A body abandoned for a new fetch: closed after the new request went out, so the
+    /// close (with megabytes unread) is off the seek's critical path.
+    retired: Option<ureq::BodyReader<'static>>,
+    /// Chunk buffers recently handed out, reused once the reader dropped them: no
+    /// zeroing of a fresh 64 KiB per chunk.
+    recycled: VecDeque<Bytes>,
+    recycle_limit: usize,
     options: FileSourceOptions,
     agent: Agent,
     pinned: Option<Validators>,
@@ -325,6 +358,10 @@ impl Driver {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9e37_79b9_7f4a_7c15);
         Driver {
+            origin: spec.url.origin(),
+            retired: None,
+            recycled: VecDeque::new(),
+            recycle_limit: (spec.options.look_ahead / CHUNK_SIZE as u64) as usize + 8,
             agent: build_agent(&spec.options),
             events: spec.options.events.clone(),
             last_progress: Instant::now(),
@@ -348,7 +385,10 @@ impl Driver {
         loop {
             let command = match next.take() {
                 Some(command) => command,
-                None => match self.commands.recv() {
+                None => match {
+                    self.retired = None;
+                    self.commands.recv()
+                } {
                     Ok(command) => command,
                     Err(_) => break,
                 },
@@ -393,9 +433,17 @@ impl Driver {
                     if offset > before {
                         failures = 0;
                     }
+                    let at_end = self.shared.size().is_some_and(|size| offset >= size)
+                        || fetch.end.is_some_and(|end| offset >= end);
                     match pumped {
                         // A server may send less than asked; ask again for the rest.
-                        Pumped::Complete => continue,
+                        Pumped::Complete if offset > before || at_end => continue,
+                        Pumped::Complete => Failure::Transient {
+                            cause: format!("a response ended at byte {offset} without progress"),
+                            status: None,
+                            retry_after: None,
+                            stalled: false,
+                        },
                         Pumped::Interrupted(flow) => return flow,
                         Pumped::Failed(failure) => failure,
                     }
@@ -408,6 +456,7 @@ impl Driver {
                     None => continue,
                 },
                 Failure::Restart => {
+                    self.shared.forget_size();
                     fetch.start = 0;
                     fetch.end = None;
                     offset = 0;
@@ -509,6 +558,13 @@ impl Driver {
     }
 
     fn finish(&mut self, fetch: Fetch, offset: u64) -> Flow {
+        if let Some(opened) = self.opened.take() {
+            // Nothing needed fetching (the cache holds it all): the session still opens.
+            let _ = opened.send(Ok(Opened {
+                content_type: None,
+                first: fetch,
+            }));
+        }
         if self.shared.size().is_none() {
             // Only a body of unknown length that ended cleanly gets here.
             self.shared.set_size(offset);
@@ -519,8 +575,10 @@ impl Driver {
         } else {
             self.shared.state.set(DownloadState::Streaming);
         }
+        let sent = self.send(Message::End { epoch: fetch.epoch });
+        // After the End: the reader is not kept waiting for the fsyncs of a commit.
         self.commit_cache_if_complete();
-        match self.send(Message::End { epoch: fetch.epoch }) {
+        match sent {
             Ok(()) => Flow::Idle,
             Err(flow) => flow,
         }
@@ -553,11 +611,13 @@ impl Driver {
     }
 
     /// Ends the in-flight registration; a cancelled (shut down) agent is replaced.
-    fn end_request(&mut self) {
+    /// Returns whether the session cancelled the request (its errors are no failures).
+    fn end_request(&mut self) -> bool {
         let cancelled = lock(&self.shared.in_flight).agent.take().is_none();
         if cancelled {
             self.agent = build_agent(&self.options);
         }
+        cancelled
     }
 
     /// Sends the request for `offset..` (following redirects) and checks the answer.
@@ -567,8 +627,8 @@ impl Driver {
             return Err(Failure::Cancelled);
         }
         let result = self.request(fetch, offset);
-        if !matches!(result, Ok(Some(_))) {
-            self.end_request();
+        if !matches!(result, Ok(Some(_))) && self.end_request() && result.is_err() {
+            return Err(Failure::Cancelled);
         }
         result
     }
@@ -583,7 +643,10 @@ impl Driver {
         let mut url = self.url.clone();
         let mut hops = 0;
         let response = loop {
-            let response = self.call(&url, requested)?;
+            let response = self.call(&url, requested);
+            // The new request is out: now the abandoned body may be closed.
+            self.retired = None;
+            let response = response?;
             let status = response.status().as_u16();
             let location = header(&response, "location");
             match (status, location) {
@@ -623,7 +686,13 @@ impl Driver {
                 // Nothing has been handed out yet: drop the stale bytes and start afresh.
                 self.pinned = None;
                 self.pinned_from_cache = false;
-                self.drop_cache_coverage();
+                if let Some(partial) = self.partial.take() {
+                    // On failure the reader's handle may still claim old coverage: only
+                    // a clean discard lets this session keep caching.
+                    if partial.discard().is_ok() {
+                        self.partial = Some(partial);
+                    }
+                }
                 return Err(Failure::Restart);
             }
             Err(Refusal::Fatal(error)) => return Err(Failure::Fatal(error)),
@@ -691,7 +760,7 @@ impl Driver {
                 }
             }
         }
-        let same_origin = url.origin() == self.url.origin();
+        let same_origin = url.origin() == self.origin;
         for (name, value) in &self.options.headers {
             // Credentials stay with the origin they were given for.
             if same_origin || !is_secret_header(name) {
@@ -747,22 +816,32 @@ impl Driver {
     /// Moves a body into the channel until it ends, fails, or a command interrupts.
     fn pump(&mut self, fetch: Fetch, mut open: OpenBody, offset: &mut u64) -> Pumped {
         let mut position = open.start;
+        let mut first = true;
         let result = loop {
             if let Some(flow) = self.poll_command() {
                 break Pumped::Interrupted(flow);
             }
-            let mut buffer = BytesMut::zeroed(CHUNK_SIZE);
-            let (filled, ended, error) = self.fill(&mut open.body, &mut buffer);
+            let mut buffer = self.take_buffer();
+            let (filled, ended, error) = self.fill(&mut open.body, &mut buffer, first);
+            first = false;
             if filled > 0 {
                 self.shared
                     .bytes_fetched
                     .fetch_add(filled as u64, Ordering::Relaxed);
-                buffer.truncate(filled);
-                let mut bytes = buffer.freeze();
+                let full = buffer.freeze();
                 let skip = open.skip.min(filled as u64) as usize;
                 open.skip -= skip as u64;
                 position += skip as u64;
-                bytes = bytes.slice(skip..);
+                // Never past the end the response promised (a lying Content-Length).
+                let usable = open.end.map_or(filled - skip, |end| {
+                    (end.saturating_sub(position) as usize).min(filled - skip)
+                });
+                let bytes = if usable < SMALL_CHUNK {
+                    Bytes::copy_from_slice(&full[skip..skip + usable])
+                } else {
+                    full.slice(skip..skip + usable)
+                };
+                self.recycle(full);
                 if !bytes.is_empty() {
                     let len = bytes.len() as u64;
                     self.write_cache(position, &bytes);
@@ -777,6 +856,10 @@ impl Driver {
                     *offset = position;
                     lock(&self.shared.front).sent_to = position;
                     self.after_progress();
+                }
+                if usable < filled - skip {
+                    // The server sent more than its Content-Range: drop the rest.
+                    break Pumped::Complete;
                 }
             }
             if let Some(error) = error {
@@ -797,13 +880,44 @@ impl Driver {
                 break Pumped::Complete;
             }
         };
-        self.end_request();
+        let cancelled = self.end_request();
+        let result = match result {
+            Pumped::Failed(_) if cancelled => Pumped::Failed(Failure::Cancelled),
+            Pumped::Interrupted(flow) => {
+                // Closing a body with megabytes unread takes a while: after the next request.
+                self.retired = Some(open.body);
+                Pumped::Interrupted(flow)
+            }
+            other => other,
+        };
         if let Pumped::Complete = result {
             if open.end.is_none() && self.shared.size().is_none() {
                 self.shared.set_size(position);
             }
         }
         result
+    }
+
+    /// A chunk buffer: a recycled one the reader is done with, else a fresh one.
+    fn take_buffer(&mut self) -> BytesMut {
+        if let Some(oldest) = self.recycled.pop_front() {
+            match oldest.try_into_mut() {
+                Ok(buffer) if buffer.len() == CHUNK_SIZE => return buffer,
+                Ok(_) => {}
+                Err(still_shared) => self.recycled.push_front(still_shared),
+            }
+        }
+        BytesMut::zeroed(CHUNK_SIZE)
+    }
+
+    fn recycle(&mut self, full: Bytes) {
+        if full.len() != CHUNK_SIZE {
+            return;
+        }
+        if self.recycled.len() >= self.recycle_limit {
+            self.recycled.pop_front();
+        }
+        self.recycled.push_back(full);
     }
 
     /// Bookkeeping after bytes went out: stall recovery and rate-limited progress.
@@ -821,19 +935,23 @@ impl Driver {
         }
     }
 
-    /// Reads into `buffer` until it is full, the body ends, or the reader is starving.
+    /// Reads into `buffer` until it is full or the body ends. The first chunk of a
+    /// response goes out at once (time to first byte, seek latency); later ones early
+    /// only when the reader is starving and the chunk has waited `FILL_PATIENCE`.
     fn fill(
         &self,
         body: &mut ureq::BodyReader<'static>,
         buffer: &mut [u8],
+        first: bool,
     ) -> (usize, bool, Option<std::io::Error>) {
         let mut filled = 0;
+        let started = Instant::now();
         while filled < buffer.len() {
             match body.read(&mut buffer[filled..]) {
                 Ok(0) => return (filled, true, None),
                 Ok(n) => {
                     filled += n;
-                    if self.data.is_empty() {
+                    if first || (self.data.is_empty() && started.elapsed() >= FILL_PATIENCE) {
                         break;
                     }
                 }
@@ -851,8 +969,10 @@ impl Driver {
         let Some(partial) = &self.partial else {
             return;
         };
-        // A body of unknown length could never be checked complete.
-        let started = pinned.size.map(|len| {
+        // A body of unknown length could never be checked complete, and one without a
+        // validator could not be told from a newer version in the next run.
+        let validated = pinned.if_range().is_some();
+        let started = pinned.size.filter(|_| validated).map(|len| {
             partial.reset(CachedMeta {
                 len,
                 etag: pinned.etag.clone(),
@@ -861,20 +981,6 @@ impl Driver {
         });
         if !matches!(started, Some(Ok(()))) {
             self.partial = None;
-        }
-    }
-
-    /// Forgets cached bytes of an older version; `start_cache` records the new one.
-    fn drop_cache_coverage(&mut self) {
-        if let Some(partial) = &self.partial {
-            let placeholder = CachedMeta {
-                len: 0,
-                etag: None,
-                last_modified: None,
-            };
-            if partial.reset(placeholder).is_err() {
-                self.partial = None;
-            }
         }
     }
 

@@ -94,10 +94,14 @@ impl FileSource {
             Ok(Some(partial)) => partial,
             _ => return start_session(url, options, asset_id, Some(CacheUse::reader(lease))),
         };
-        if partial.is_complete() && partial.commit().is_ok() {
+        if partial.is_complete() {
+            // Everything was downloaded but never committed (a crash at the very end).
+            let committed = partial.commit().is_ok();
             drop(partial);
-            if let Some(session) = open_complete(&lease, &url, &options, &asset_id) {
-                return Ok(session);
+            if committed {
+                if let Some(session) = open_complete(&lease, &url, &options, &asset_id) {
+                    return Ok(session);
+                }
             }
             return start_session(url, options, asset_id, Some(CacheUse::reader(lease)));
         }
@@ -638,6 +642,10 @@ impl Reader {
                 }
             },
             Wait::Block => loop {
+                // The common case, without the cost of a select.
+                if let Ok(message) = data.try_recv() {
+                    return Ok(Some(message));
+                }
                 inner.shared.reader_waiting.store(true, Ordering::Relaxed);
                 let _waiting = WaitingFlag(&inner.shared);
                 select! {

@@ -617,3 +617,76 @@ fn two_processes_on_one_asset_both_read_correct_bytes_and_one_body_results() {
     }
     assert!(std::fs::read(&body_file).unwrap() == body);
 }
+
+#[test]
+fn a_stale_partial_whose_refetch_fails_never_becomes_a_complete_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = AssetCache::open(dir.path()).unwrap();
+    let server = TestServer::start();
+    server.add_file("/s.bin", pattern(4 * MIB, 14));
+    let mut first = FileSource::open_with_cache(
+        url(&server, "/s.bin"),
+        keyed("stale").with_look_ahead(64 * 1024),
+        &cache,
+    )
+    .unwrap();
+    let mut buf = vec![0; MIB];
+    first.read_exact(&mut buf).unwrap();
+    drop(first);
+
+    // The file changes, and the restarted request after the new ETag is refused.
+    let new = pattern(3 * MIB, 15);
+    server.replace_file("/s.bin", new.clone(), Some("\"v2\""));
+    server.push_faults(
+        "/s.bin",
+        [
+            support::Fault::None,
+            support::Fault::Status {
+                code: 404,
+                retry_after: None,
+                body: Vec::new(),
+            },
+        ],
+    );
+    assert!(FileSource::open_with_cache(url(&server, "/s.bin"), keyed("stale"), &cache).is_err());
+
+    let mut third =
+        FileSource::open_with_cache(url(&server, "/s.bin"), keyed("stale"), &cache).unwrap();
+    assert!(!third.is_cached(), "no empty or stale body was committed");
+    assert!(read_all(&mut third) == new);
+}
+
+#[test]
+fn a_partial_file_without_validators_is_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = AssetCache::open(dir.path()).unwrap();
+    let server = TestServer::start();
+    let body = pattern(4 * MIB, 16);
+    server.add_file("/n.bin", body.clone());
+    server.set_file_options(
+        "/n.bin",
+        support::FileOptions {
+            etag: None,
+            last_modified: false,
+            ..support::FileOptions::new()
+        },
+    );
+    let mut first = FileSource::open_with_cache(
+        url(&server, "/n.bin"),
+        keyed("n").with_look_ahead(64 * 1024),
+        &cache,
+    )
+    .unwrap();
+    let mut buf = vec![0; 2 * MIB];
+    first.read_exact(&mut buf).unwrap();
+    drop(first);
+    server.reset_counters();
+    let mut second =
+        FileSource::open_with_cache(url(&server, "/n.bin"), keyed("n"), &cache).unwrap();
+    assert!(read_all(&mut second) == body);
+    assert_eq!(
+        server.requests()[0].range.as_deref(),
+        Some("bytes=0-"),
+        "without a validator two versions could not be told apart"
+    );
+}

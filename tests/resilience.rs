@@ -611,6 +611,43 @@ fn redirects_are_followed_and_later_ranges_go_to_the_final_url() {
 }
 
 #[test]
+fn credentials_never_follow_a_redirect_to_another_origin() {
+    let origin = TestServer::start();
+    let cdn = TestServer::start();
+    let body = pattern(8 * MIB, 31);
+    cdn.add_file("/real.bin", body.clone());
+    origin.set_default_fault(
+        "/track",
+        Fault::Redirect {
+            status: 302,
+            location: cdn.url("/real.bin"),
+        },
+    );
+    let mut session = FileSource::open(
+        url(&origin, "/track"),
+        quick()
+            .with_look_ahead(64 * 1024)
+            .with_header("Authorization", "Bearer secret"),
+    )
+    .unwrap();
+    let mut head = vec![0; 1000];
+    session.read_exact(&mut head).unwrap();
+    session.seek_bytes(5 * MIB as i64).unwrap();
+    session.read_exact(&mut head).unwrap();
+    assert!(head == body[5 * MIB..5 * MIB + 1000]);
+    assert_eq!(
+        origin.requests()[0].header("authorization"),
+        Some("Bearer secret")
+    );
+    let to_cdn = cdn.requests();
+    assert!(to_cdn.len() >= 2, "the seek went to the final URL");
+    assert!(
+        to_cdn.iter().all(|r| r.header("authorization").is_none()),
+        "the credential leaked to another origin"
+    );
+}
+
+#[test]
 fn a_redirect_loop_is_a_protocol_error() {
     let server = TestServer::start();
     server.set_default_fault(
