@@ -385,13 +385,14 @@ impl Driver {
         loop {
             let command = match next.take() {
                 Some(command) => command,
-                None => match {
+                None => {
+                    // Idle: nothing will follow an abandoned body now, close it.
                     self.retired = None;
-                    self.commands.recv()
-                } {
-                    Ok(command) => command,
-                    Err(_) => break,
-                },
+                    match self.commands.recv() {
+                        Ok(command) => command,
+                        Err(_) => break,
+                    }
+                }
             };
             match command {
                 Command::Stop => break,
