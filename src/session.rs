@@ -229,7 +229,7 @@ fn start_session(
             end: None,
         },
     };
-    let capacity = (options.look_ahead / CHUNK_SIZE as u64).max(1) as usize;
+    let capacity = driver::channel_capacity(options.look_ahead);
     let (data_tx, data_rx) = bounded(capacity);
     let (command_tx, command_rx) = unbounded();
     let (opened_tx, opened_rx) = bounded(1);

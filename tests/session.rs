@@ -257,9 +257,16 @@ fn seeks_into_held_bytes_send_no_request() {
     let mut session = open(&server);
     read_n(&mut session, 300 * 1024);
     // The driver runs ahead; wait until it has sent well past the reader.
-    wait_until("look-ahead to fill", Duration::from_secs(10), || {
-        session.bytes_fetched() >= 1024 * 1024
-    });
+    wait_until(
+        "the look-ahead to hold the target",
+        Duration::from_secs(10),
+        || {
+            session
+                .buffered_ranges()
+                .iter()
+                .any(|r| r.start <= 900 * 1024 && r.end >= 904 * 1024)
+        },
+    );
     let before = server.request_count("/file.bin");
 
     // Backward, within the last 256 KiB read.
