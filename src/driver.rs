@@ -250,23 +250,43 @@ pub(crate) struct DriverChannels {
 }
 
 /// Starts the driver thread.
-pub(crate) fn spawn(
-    spec: DriverSpec,
-    shared: Arc<Shared>,
-    channels: DriverChannels,
-) -> std::io::Result<thread::JoinHandle<()>> {
+/// A driver whose first request has been answered, ready to move into its thread.
+pub(crate) struct Opening {
+    driver: Driver,
+    flow: Flow,
+    done: Sender<()>,
+}
+
+/// Sends the first request on the calling thread, with the same retries, redirects and
+/// checks as any other, and stops once its body is open (or it failed: the `opened`
+/// channel then holds the error). The time to the first byte then carries no thread
+/// start and no handoff of the headers.
+pub(crate) fn open(spec: DriverSpec, shared: Arc<Shared>, channels: DriverChannels) -> Opening {
+    let DriverChannels {
+        commands,
+        data,
+        opened,
+        done,
+    } = channels;
+    let first = spec.first;
+    let mut driver = Driver::new(spec, shared, commands, data, opened);
+    driver.open_only = true;
+    let flow = driver.fetch(first, None);
+    driver.open_only = false;
+    Opening { driver, flow, done }
+}
+
+/// Starts the driver thread: it pumps the open body, then serves the session's commands.
+pub(crate) fn spawn(opening: Opening) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name("kithara-file-driver".into())
         .spawn(move || {
-            let DriverChannels {
-                commands,
-                data,
-                opened,
+            let Opening {
+                mut driver,
+                flow,
                 done,
-            } = channels;
-            let first = spec.first;
-            let mut driver = Driver::new(spec, shared, commands, data, opened);
-            driver.run(first);
+            } = opening;
+            driver.run(flow);
             drop(done);
         })
 }
@@ -339,6 +359,9 @@ struct Driver {
     recycled: VecDeque<Bytes>,
     recycle_limit: usize,
     chunk_size: usize,
+    /// While opening on the caller's thread: stop once a body is open and keep it here.
+    open_only: bool,
+    first_open: Option<(Fetch, u64, OpenBody)>,
     options: FileSourceOptions,
     agent: Agent,
     pinned: Option<Validators>,
@@ -374,6 +397,8 @@ impl Driver {
             recycled: VecDeque::new(),
             recycle_limit: channel_capacity(spec.options.look_ahead) + 8,
             chunk_size: chunk_size(spec.options.look_ahead),
+            open_only: false,
+            first_open: None,
             agent: build_agent(&spec.options),
             events: spec.options.events.clone(),
             last_progress: Instant::now(),
@@ -392,8 +417,15 @@ impl Driver {
         }
     }
 
-    fn run(&mut self, first: Fetch) {
-        let mut next = Some(Command::Fetch(first));
+    fn run(&mut self, mut flow: Flow) {
+        if let Some((fetch, offset, open)) = self.first_open.take() {
+            flow = self.fetch(fetch, Some((offset, open)));
+        }
+        let mut next = match flow {
+            Flow::Idle => None,
+            Flow::Next(command) => Some(command),
+            Flow::Exit => Some(Command::Stop),
+        };
         loop {
             let command = match next.take() {
                 Some(command) => command,
@@ -408,7 +440,7 @@ impl Driver {
             };
             match command {
                 Command::Stop => break,
-                Command::Fetch(fetch) => match self.fetch(fetch) {
+                Command::Fetch(fetch) => match self.fetch(fetch, None) {
                     Flow::Idle => {}
                     Flow::Next(command) => next = Some(command),
                     Flow::Exit => break,
@@ -421,14 +453,18 @@ impl Driver {
         }
     }
 
-    /// Downloads one fetch to its end, retrying transient failures.
-    fn fetch(&mut self, mut fetch: Fetch) -> Flow {
-        {
-            let mut front = lock(&self.shared.front);
-            front.epoch = fetch.epoch;
-            front.sent_to = fetch.start;
-        }
-        let mut offset = fetch.start;
+    /// Downloads one fetch to its end, retrying transient failures. `resume` continues
+    /// a fetch whose body was opened on the caller's thread.
+    fn fetch(&mut self, mut fetch: Fetch, resume: Option<(u64, OpenBody)>) -> Flow {
+        let (mut offset, mut pending) = match resume {
+            Some((offset, open)) => (offset, Some(open)),
+            None => {
+                let mut front = lock(&self.shared.front);
+                front.epoch = fetch.epoch;
+                front.sent_to = fetch.start;
+                (fetch.start, None)
+            }
+        };
         let mut failures: u32 = 0;
         loop {
             if let Some(flow) = self.poll_command() {
@@ -438,8 +474,16 @@ impl Driver {
             if wanted_end.is_some_and(|end| offset >= end) {
                 return self.finish(fetch, offset);
             }
-            let failure = match self.open_body(fetch, offset) {
+            let opened = match pending.take() {
+                Some(open) => Ok(Some(open)),
+                None => self.open_body(fetch, offset),
+            };
+            let failure = match opened {
                 Ok(None) => return self.finish(fetch, offset),
+                Ok(Some(open)) if self.open_only => {
+                    self.first_open = Some((fetch, offset, open));
+                    return Flow::Idle;
+                }
                 Ok(Some(open)) => {
                     let before = offset;
                     let pumped = self.pump(fetch, open, &mut offset);

@@ -255,7 +255,13 @@ fn start_session(
         opened: opened_tx,
         done: done_tx,
     };
-    let thread = driver::spawn(spec, Arc::clone(&shared), channels)
+    let opening = driver::open(spec, Arc::clone(&shared), channels);
+    // The first request ran on this thread: its outcome is waiting (dropping `opening`
+    // on an error releases everything; no thread was started).
+    let opened = opened_rx.try_recv().unwrap_or(Err(FileError::Network(
+        "the first request got no answer".into(),
+    )))?;
+    let thread = driver::spawn(opening)
         .map_err(|e| FileError::Network(format!("cannot start the driver thread: {e}")))?;
     let inner = Arc::new(Inner {
         reader: Mutex::new(Reader::new(Some(data_rx), Some(first), partial)),
@@ -274,10 +280,6 @@ fn start_session(
         served_from_cache: false,
         events,
     });
-    // Dropping `inner` on failure stops and joins the driver.
-    let opened = opened_rx
-        .recv()
-        .unwrap_or(Err(FileError::Network("the driver thread ended".into())))?;
     *lock(&inner.content_type) = opened.content_type;
     lock(&inner.reader).begin(opened.first);
     Ok(FileSession { inner })
