@@ -337,6 +337,9 @@ enum Pumped {
     Complete,
     Interrupted(Flow),
     Failed(Failure),
+    /// Opening on the caller's thread: the first chunk went out; the driver thread
+    /// continues with this body.
+    Paused(Box<OpenBody>),
 }
 
 /// An open response: its body and where its bytes go.
@@ -480,10 +483,6 @@ impl Driver {
             };
             let failure = match opened {
                 Ok(None) => return self.finish(fetch, offset),
-                Ok(Some(open)) if self.open_only => {
-                    self.first_open = Some((fetch, offset, open));
-                    return Flow::Idle;
-                }
                 Ok(Some(open)) => {
                     let before = offset;
                     let pumped = self.pump(fetch, open, &mut offset);
@@ -502,6 +501,10 @@ impl Driver {
                             stalled: false,
                         },
                         Pumped::Interrupted(flow) => return flow,
+                        Pumped::Paused(open) => {
+                            self.first_open = Some((fetch, offset, *open));
+                            return Flow::Idle;
+                        }
                         Pumped::Failed(failure) => failure,
                     }
                 }
@@ -874,6 +877,7 @@ impl Driver {
     fn pump(&mut self, fetch: Fetch, mut open: OpenBody, offset: &mut u64) -> Pumped {
         let mut position = open.start;
         let mut first = true;
+        let mut paused = false;
         let result = loop {
             if let Some(flow) = self.poll_command() {
                 break Pumped::Interrupted(flow);
@@ -915,6 +919,10 @@ impl Driver {
                     *offset = position;
                     lock(&self.shared.front).sent_to = position;
                     self.after_progress();
+                    if self.open_only {
+                        paused = true;
+                        break Pumped::Complete;
+                    }
                 }
                 if usable < filled - skip {
                     // The server sent more than its Content-Range: drop the rest.
@@ -939,6 +947,11 @@ impl Driver {
                 break Pumped::Complete;
             }
         };
+        if paused {
+            // Still in flight: the driver thread goes on with it.
+            open.start = position;
+            return Pumped::Paused(Box::new(open));
+        }
         let cancelled = self.end_request();
         let result = match result {
             Pumped::Failed(_) if cancelled => Pumped::Failed(Failure::Cancelled),

@@ -507,10 +507,13 @@ impl Reader {
     }
 
     fn remember(&mut self, chunk: Chunk) {
+        // What lies ahead of the reader in the newest chunk is not read yet: it does not
+        // count towards the window of recently read bytes.
+        let unread = (chunk.end() - chunk.offset.max(self.position)) as usize;
         self.history_bytes += chunk.bytes.len();
         self.history.push_back(chunk);
         while let Some(oldest) = self.history.front() {
-            if self.history_bytes - oldest.bytes.len() < HISTORY_BYTES {
+            if self.history_bytes - oldest.bytes.len() < HISTORY_BYTES + unread {
                 break;
             }
             self.history_bytes -= oldest.bytes.len();

@@ -652,3 +652,30 @@ fn io_errors_keep_their_kind_and_the_file_error() {
         assert_eq!(file_error(&io_err), &error);
     }
 }
+
+#[test]
+fn the_last_256_kib_read_are_always_held() {
+    let (server, body) = serve(8 * MIB, 23);
+    for look_ahead in [64 * 1024, 4 * MIB as u64] {
+        let mut session = FileSource::open(
+            url(&server, "/file.bin"),
+            FileSourceOptions::new().with_look_ahead(look_ahead),
+        )
+        .unwrap();
+        let mut position = 0usize;
+        for step in [300_000usize, 777_777, 1_000_003, 2_500_000] {
+            read_n(&mut session, step);
+            position += step;
+            let requests = session.request_count();
+            let back = 256 * 1024;
+            session.seek(SeekFrom::Current(-(back as i64))).unwrap();
+            let got = read_n(&mut session, back);
+            assert!(got == body[position - back..position]);
+            assert_eq!(
+                session.request_count(),
+                requests,
+                "look-ahead {look_ahead}: seeking back 256 KiB from {position} sent a request"
+            );
+        }
+    }
+}
