@@ -962,6 +962,21 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
     cpu.ref_label = "plain ureq".into();
     let mut switches = Row::new("1d", "context switches, seq read", Unit::PerMib, Goal::Info);
     switches.ref_label = "plain ureq".into();
+    let mut curl_row = Row::new(
+        "1e",
+        "curl -o /dev/null (info)",
+        Unit::MibPerSec,
+        Goal::Info,
+    );
+    curl_row.ref_label = "kithara-file".into();
+    let curl = ["/usr/bin/curl", "/usr/local/bin/curl"]
+        .iter()
+        .map(std::path::Path::new)
+        .find(|p| p.is_file());
+    if curl.is_none() {
+        curl_row.skipped = Some("curl is not installed".into());
+    }
+    let mut curl_speeds = Vec::new();
     if b.sd.is_none() {
         vs_sd.skipped = Some("not built (cargo build --release -p stream-download-ref)".into());
     }
@@ -978,6 +993,13 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
                 &mut || r_ours = Some(timed_read(main, verify, || open_reader(Who::Ours, &url))),
                 &mut || r_plain = Some(timed_read(main, verify, || open_reader(Who::Plain, &url))),
                 &mut || r_sd = b.sd.as_ref().map(|bin| sd_read(bin, &url, main, verify)),
+                &mut || {
+                    if let (Some(curl), false) = (curl, verify) {
+                        if let Some(speed) = curl_read(curl, url.as_str()) {
+                            curl_speeds.push(speed);
+                        }
+                    }
+                },
             ],
         );
         for (result, into) in [(r_ours, &mut ours), (r_plain, &mut plain)] {
@@ -1007,7 +1029,19 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
     switches.ours = ours.iter().map(Sample::switches_per_mib).collect();
     switches.reference = plain.iter().map(Sample::switches_per_mib).collect();
     switches.error.clone_from(&cpu.error);
-    vec![vs_plain, vs_sd, cpu, switches]
+    curl_row.ours = curl_speeds;
+    curl_row.reference = tput(&ours);
+    vec![vs_plain, vs_sd, cpu, switches, curl_row]
+}
+
+/// curl's own measure of a whole download to /dev/null, in MiB/s.
+fn curl_read(curl: &Path, url: &str) -> Option<f64> {
+    let out = Command::new(curl)
+        .args(["-s", "-o", "/dev/null", "-w", "%{speed_download}", url])
+        .output()
+        .ok()?;
+    let bytes_per_s: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    Some(bytes_per_s / MIB as f64)
 }
 
 /// 4: open to first byte vs a plain ureq GET (both on a new connection).
