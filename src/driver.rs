@@ -845,6 +845,15 @@ impl Driver {
             if !ranged {
                 self.shared.ranges.store(false, Ordering::Release);
             }
+            // A captive portal answers 200 with a login page: stream it (the caller
+            // decides), but never keep an HTML page as the asset.
+            let html = head
+                .content_type
+                .as_deref()
+                .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
+            if html {
+                self.partial = None;
+            }
             self.start_cache(&pinned);
             self.pinned = Some(pinned);
         }

@@ -934,6 +934,9 @@ impl fmt::Debug for FileSession {
 /// Items are `Ok(bytes)` until the end of the file, then the stream ends. After an
 /// error item, or once the session is stopped, the stream ends. It needs no particular
 /// async runtime: the driver thread wakes the task when bytes arrive.
+///
+/// A session wakes one task: poll one stream of a session at a time (several streams
+/// polled by different tasks would share the cursor anyway).
 pub struct FileStream {
     inner: Arc<Inner>,
     finished: bool,

@@ -690,3 +690,28 @@ fn a_partial_file_without_validators_is_not_reused() {
         "without a validator two versions could not be told apart"
     );
 }
+
+#[test]
+fn an_html_page_answered_with_200_is_never_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = AssetCache::open(dir.path()).unwrap();
+    let server = TestServer::start();
+    let page = b"<html><body>Please log in to the hotel wifi</body></html>".to_vec();
+    server.add_file("/track.mp3", page.clone());
+    server.set_file_options(
+        "/track.mp3",
+        support::FileOptions {
+            content_type: Some("text/html; charset=utf-8".into()),
+            ..support::FileOptions::new()
+        },
+    );
+    let mut session =
+        FileSource::open_with_cache(url(&server, "/track.mp3"), keyed("portal"), &cache).unwrap();
+    assert_eq!(read_all(&mut session), page);
+    drop(session);
+    drop(server);
+    assert!(
+        FileSource::open_with_cache(DEAD_URL.parse().unwrap(), offline("portal"), &cache).is_err(),
+        "the login page was kept as the track"
+    );
+}
