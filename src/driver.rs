@@ -276,18 +276,22 @@ pub(crate) fn open(spec: DriverSpec, shared: Arc<Shared>, channels: DriverChanne
     Opening { driver, flow, done }
 }
 
-/// Starts the driver thread: it pumps the open body, then serves the session's commands.
-pub(crate) fn spawn(opening: Opening) -> std::io::Result<thread::JoinHandle<()>> {
+/// Starts the driver thread before the first request, so its start overlaps the request:
+/// it waits for the [`Opening`] and pumps the open body the moment it arrives, then
+/// serves the session's commands. Dropping the sender instead ends it at once.
+pub(crate) fn spawn(handoff: Receiver<Opening>) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name("kithara-file-driver".into())
         .spawn(move || {
-            let Opening {
+            if let Ok(Opening {
                 mut driver,
                 flow,
                 done,
-            } = opening;
-            driver.run(flow);
-            drop(done);
+            }) = handoff.recv()
+            {
+                driver.run(flow);
+                drop(done);
+            }
         })
 }
 

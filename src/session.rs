@@ -28,6 +28,10 @@ use crate::{FileError, FileSourceOptions};
 /// probe windows constantly).
 const HISTORY_BYTES: usize = 256 * 1024;
 
+/// A target this close past what the running fetch has sent is about to arrive: waiting
+/// for it beats a new request (decoders probe a small file's end right after opening).
+const NEAR_AHEAD: u64 = 128 * 1024;
+
 /// How long a reader waits on a fetch the driver has not picked up before it cancels the
 /// request in its way (a stalled body would otherwise hold the seek until the read timeout).
 const STALL_CHECK: Duration = Duration::from_millis(100);
@@ -255,14 +259,23 @@ fn start_session(
         opened: opened_tx,
         done: done_tx,
     };
+    let (handoff_tx, handoff_rx) = bounded(1);
+    let thread = driver::spawn(handoff_rx)
+        .map_err(|e| FileError::Network(format!("cannot start the driver thread: {e}")))?;
     let opening = driver::open(spec, Arc::clone(&shared), channels);
-    // The first request ran on this thread: its outcome is waiting (dropping `opening`
-    // on an error releases everything; no thread was started).
+    // The first request ran on this thread: its outcome is waiting.
     let opened = opened_rx.try_recv().unwrap_or(Err(FileError::Network(
         "the first request got no answer".into(),
-    )))?;
-    let thread = driver::spawn(opening)
-        .map_err(|e| FileError::Network(format!("cannot start the driver thread: {e}")))?;
+    )));
+    let opened = match opened {
+        Ok(opened) if handoff_tx.send(opening).is_ok() => opened,
+        failed => {
+            // The thread sees the handoff close and ends at once: no thread left behind.
+            drop(handoff_tx);
+            let _ = thread.join();
+            return Err(failed.err().unwrap_or(FileError::Stopped));
+        }
+    };
     let inner = Arc::new(Inner {
         reader: Mutex::new(Reader::new(Some(data_rx), Some(first), partial)),
         shared,
@@ -307,9 +320,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// # Seeking
 ///
 /// `seek` never blocks on the network. A seek into bytes the session holds (downloaded
-/// ahead, or among the last 256 KiB read) costs nothing; any other seek starts a
-/// `Range` request for the new position and bytes of the old request never reach the
-/// reader afterwards. Seeking to the length is allowed and the next read returns 0.
+/// ahead, or among the last 256 KiB read), or at most 128 KiB past what the running
+/// request has delivered, costs no request; any other seek starts a `Range` request for
+/// the new position and bytes of the old request never reach the reader afterwards.
+/// Seeking to the length is allowed and the next read returns 0.
 ///
 /// # Dropping
 ///
@@ -491,7 +505,8 @@ impl Reader {
     }
 
     /// Whether the live fetch will deliver `position` without a new request: it is next,
-    /// or already sent into the channel, or (without ranges) anywhere ahead.
+    /// already sent into the channel or about to be (`NEAR_AHEAD`), or (without ranges)
+    /// anywhere ahead.
     fn live_reaches(&self, inner: &Inner, position: u64) -> bool {
         let Some(live) = &self.live else {
             return false;
@@ -503,7 +518,7 @@ impl Reader {
             return true;
         }
         let front = inner.shared.front();
-        front.epoch == live.epoch && position <= front.sent_to
+        front.epoch == live.epoch && position <= front.sent_to + NEAR_AHEAD
     }
 
     fn remember(&mut self, chunk: Chunk) {
