@@ -122,6 +122,8 @@ pub(crate) struct Shared {
 pub(crate) struct Front {
     pub epoch: u64,
     pub sent_to: u64,
+    /// When the fetch last started or sent bytes: a long silence means a stall.
+    pub moved_at: Option<Instant>,
 }
 
 /// The agent of the request in flight, so another thread can cancel it.
@@ -475,6 +477,7 @@ impl Driver {
                 let mut front = lock(&self.shared.front);
                 front.epoch = fetch.epoch;
                 front.sent_to = fetch.start;
+                front.moved_at = Some(Instant::now());
                 (fetch.start, None)
             }
         };
@@ -950,7 +953,11 @@ impl Driver {
                     }
                     position += len;
                     *offset = position;
-                    lock(&self.shared.front).sent_to = position;
+                    {
+                        let mut front = lock(&self.shared.front);
+                        front.sent_to = position;
+                        front.moved_at = Some(Instant::now());
+                    }
                     self.after_progress();
                     if self.open_only {
                         paused = true;

@@ -557,6 +557,15 @@ impl Reader {
             .commands
             .send(Command::Fetch(fetch))
             .map_err(|_| FileError::Stopped)?;
+        // A driver silent for a while is stuck in a stalled body: cancel it now rather
+        // than make this fetch (a stream cannot run the blocking reader's check) wait out
+        // the read timeout.
+        // (A full channel is backpressure, not a stall.)
+        let front = inner.shared.front();
+        let backpressure = self.data.as_ref().is_some_and(Receiver::is_full);
+        if !backpressure && front.moved_at.is_some_and(|at| at.elapsed() >= STALL_CHECK) {
+            inner.shared.cancel_below(fetch.epoch);
+        }
         self.begin(fetch);
         Ok(())
     }

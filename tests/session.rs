@@ -679,3 +679,41 @@ fn the_last_256_kib_read_are_always_held() {
         }
     }
 }
+
+#[test]
+fn a_stream_seeking_away_from_a_stalled_request_does_not_wait_for_the_read_timeout() {
+    use futures::StreamExt;
+    let server = TestServer::start();
+    let body = pattern(8 * MIB, 24);
+    server.add_file("/s.bin", body.clone());
+    server.push_faults(
+        "/s.bin",
+        [Fault::StallAfter(100_000, Duration::from_secs(60))],
+    );
+    let session = FileSource::open(
+        url(&server, "/s.bin"),
+        FileSourceOptions::new().with_read_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let mut stream = session.stream();
+    let started = Instant::now();
+    let got = futures::executor::block_on(async {
+        let mut got = 0;
+        while got < 100_000 {
+            got += stream.next().await.unwrap().unwrap().len();
+        }
+        // The server now says nothing; give the silence time to count as a stall.
+        while server.bytes_served("/s.bin") < 100_000 {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(150)); // the stall being injected
+        session.seek_bytes(6 * MIB as i64).unwrap();
+        stream.next().await.unwrap().unwrap()
+    });
+    assert!(got[..] == body[6 * MIB..6 * MIB + got.len()]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited {:?} on a stalled request",
+        started.elapsed()
+    );
+}
