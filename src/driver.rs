@@ -249,8 +249,6 @@ pub(crate) struct DriverChannels {
     pub opened: Sender<Result<Opened, FileError>>,
     /// Dropped when the thread ends, so the session can wait for it with a deadline.
     pub done: Sender<()>,
-    /// A token from the reader once the channel is half empty again.
-    pub space: Receiver<()>,
 }
 
 /// Starts the driver thread.
@@ -271,10 +269,9 @@ pub(crate) fn open(spec: DriverSpec, shared: Arc<Shared>, channels: DriverChanne
         data,
         opened,
         done,
-        space,
     } = channels;
     let first = spec.first;
-    let mut driver = Driver::new(spec, shared, commands, data, opened, space);
+    let mut driver = Driver::new(spec, shared, commands, data, opened);
     driver.open_only = true;
     let flow = driver.fetch(first, None);
     driver.open_only = false;
@@ -384,7 +381,6 @@ struct Driver {
     shared: Arc<Shared>,
     commands: Receiver<Command>,
     data: Sender<Message>,
-    space: Receiver<()>,
     opened: Option<Sender<Result<Opened, FileError>>>,
     jitter: u64,
     events: Option<EventSink>,
@@ -399,7 +395,6 @@ impl Driver {
         commands: Receiver<Command>,
         data: Sender<Message>,
         opened: Sender<Result<Opened, FileError>>,
-        space: Receiver<()>,
     ) -> Self {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -426,7 +421,6 @@ impl Driver {
             shared,
             commands,
             data,
-            space,
             opened: Some(opened),
             jitter: seed | 1,
         }
@@ -615,20 +609,6 @@ impl Driver {
 
     /// Sends a message, watching commands while the channel is full.
     fn send(&self, message: Message) -> Result<(), Flow> {
-        // With the channel full, sleep until the reader has drained half of it: one
-        // wake-up per half channel instead of one per chunk (and a forward seek into the
-        // look-ahead drains without waking this thread at every message).
-        while self.data.is_full() {
-            select! {
-                recv(self.space) -> token => if token.is_err() {
-                    return Err(Flow::Exit);
-                },
-                recv(self.commands) -> command => return Err(match command {
-                    Ok(command) => Flow::Next(command),
-                    Err(_) => Flow::Exit,
-                }),
-            }
-        }
         select! {
             send(self.data, message) -> sent => {
                 if sent.is_err() {

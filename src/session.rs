@@ -183,7 +183,6 @@ fn open_complete(
         cache: Some(CacheUse::reader(lease.clone())),
         served_from_cache: true,
         events: options.events.clone(),
-        space: bounded(1).0,
     };
     Some(FileSession {
         inner: Arc::new(inner),
@@ -240,7 +239,6 @@ fn start_session(
     let (opened_tx, opened_rx) = bounded(1);
     let (done_tx, done_rx) = bounded::<()>(0);
     let (stop_tx, stop_rx) = bounded::<()>(0);
-    let (space_tx, space_rx) = bounded::<()>(1);
     let shared = Arc::new(Shared::new(
         pinned.as_ref().and_then(|p| p.size),
         options.range_seek,
@@ -260,7 +258,6 @@ fn start_session(
         data: data_tx,
         opened: opened_tx,
         done: done_tx,
-        space: space_rx,
     };
     let (handoff_tx, handoff_rx) = bounded(1);
     let thread = driver::spawn(handoff_rx)
@@ -295,7 +292,6 @@ fn start_session(
         cache,
         served_from_cache: false,
         events,
-        space: space_tx,
     });
     *lock(&inner.content_type) = opened.content_type;
     lock(&inner.reader).begin(opened.first);
@@ -355,8 +351,6 @@ struct Inner {
     cache: Option<CacheUse>,
     served_from_cache: bool,
     events: Option<EventSink>,
-    /// Tells a driver waiting on a full channel that half of it has drained.
-    space: Sender<()>,
 }
 
 impl Inner {
@@ -652,21 +646,6 @@ impl Reader {
     }
 
     fn receive(&mut self, inner: &Inner, wait: &Wait<'_>) -> Result<Option<Message>, FileError> {
-        let received = self.receive_one(inner, wait);
-        if let (Ok(Some(_)), Some(data)) = (&received, &self.data) {
-            let half = data.capacity().unwrap_or(0) / 2;
-            if data.len() <= half {
-                let _ = inner.space.try_send(());
-            }
-        }
-        received
-    }
-
-    fn receive_one(
-        &mut self,
-        inner: &Inner,
-        wait: &Wait<'_>,
-    ) -> Result<Option<Message>, FileError> {
         let Some(data) = &self.data else {
             return Err(FileError::Stopped);
         };
