@@ -93,6 +93,10 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// crash only loses coverage since the last one, and stop/drop always checkpoint.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The first bytes of every response go out read by read (whatever each socket read
+/// returns): a decoder's first read after an open or a seek must not wait for a full chunk.
+const EAGER_BYTES: u64 = 64 * 1024;
+
 /// How long a partly filled chunk may wait for more bytes while the reader is starving:
 /// full chunks mean one thread handoff per 64 KiB, this bounds the latency on slow links.
 const FILL_PATIENCE: Duration = Duration::from_millis(2);
@@ -892,15 +896,15 @@ impl Driver {
     /// Moves a body into the channel until it ends, fails, or a command interrupts.
     fn pump(&mut self, fetch: Fetch, mut open: OpenBody, offset: &mut u64) -> Pumped {
         let mut position = open.start;
-        let mut first = true;
+        let eager_until = open.start + open.skip + EAGER_BYTES;
         let mut paused = false;
         let result = loop {
             if let Some(flow) = self.poll_command() {
                 break Pumped::Interrupted(flow);
             }
             let mut buffer = self.take_buffer();
-            let (filled, ended, error) = self.fill(&mut open.body, &mut buffer, first);
-            first = false;
+            let eager = position + open.skip < eager_until;
+            let (filled, ended, error) = self.fill(&mut open.body, &mut buffer, eager);
             if filled > 0 {
                 self.shared
                     .bytes_fetched
@@ -1027,14 +1031,15 @@ impl Driver {
         }
     }
 
-    /// Reads into `buffer` until it is full or the body ends. The first chunk of a
-    /// response goes out at once (time to first byte, seek latency); later ones early
-    /// only when the reader is starving and the chunk has waited `FILL_PATIENCE`.
+    /// Reads into `buffer` until it is full or the body ends. While `eager` (the first
+    /// bytes of a response) every read goes out at once (time to first byte, seek
+    /// latency); later chunks early only when the reader is starving and the chunk has
+    /// waited `FILL_PATIENCE`.
     fn fill(
         &self,
         body: &mut ureq::BodyReader<'static>,
         buffer: &mut [u8],
-        first: bool,
+        eager: bool,
     ) -> (usize, bool, Option<std::io::Error>) {
         let mut filled = 0;
         let started = Instant::now();
@@ -1043,7 +1048,7 @@ impl Driver {
                 Ok(0) => return (filled, true, None),
                 Ok(n) => {
                     filled += n;
-                    if first || (self.data.is_empty() && started.elapsed() >= FILL_PATIENCE) {
+                    if eager || (self.data.is_empty() && started.elapsed() >= FILL_PATIENCE) {
                         break;
                     }
                 }
