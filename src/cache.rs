@@ -580,6 +580,17 @@ impl PartialFile {
     /// I/O errors writing the index or truncating the data; coverage is then empty in
     /// memory and on disk at least as far as anything is persisted.
     pub(crate) fn reset(&self, meta: CachedMeta) -> io::Result<()> {
+        self.start_over(Some(meta))
+    }
+
+    /// Forgets the partial data of an older version: no coverage, no meta, in memory
+    /// and on disk. Nothing can be committed until [`PartialFile::reset`] records a version.
+    pub(crate) fn discard(&self) -> io::Result<()> {
+        self.start_over(None)
+    }
+
+    /// Drops all coverage, then records `meta` (or none) durably and empties the data.
+    fn start_over(&self, meta: Option<CachedMeta>) -> io::Result<()> {
         let gate = write(&self.gate);
         if gate.committed {
             return Ok(());
@@ -591,27 +602,9 @@ impl PartialFile {
             state.ranges = RangeSet::default();
         }
         let _persist = lock(&self.persist);
-        self.write_index(Some(&meta), &[])?;
+        self.write_index(meta.as_ref(), &[])?;
         sync_dir(&self.file_dir)?;
-        lock(&self.state).meta = Some(meta);
-        gate.data.set_len(0)
-    }
-
-    /// Forgets the partial data of an older version: no coverage, no meta, in memory
-    /// and on disk. Nothing can be committed until [`PartialFile::reset`] records a version.
-    pub(crate) fn discard(&self) -> io::Result<()> {
-        let gate = write(&self.gate);
-        if gate.committed {
-            return Ok(());
-        }
-        {
-            let mut state = lock(&self.state);
-            state.meta = None;
-            state.ranges = RangeSet::default();
-        }
-        let _persist = lock(&self.persist);
-        self.write_index(None, &[])?;
-        sync_dir(&self.file_dir)?;
+        lock(&self.state).meta = meta;
         gate.data.set_len(0)
     }
 

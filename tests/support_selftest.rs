@@ -539,8 +539,14 @@ fn stall_after_releases_on_drop() {
     });
     rx.recv_timeout(Duration::from_secs(5))
         .expect("client got the first bytes");
-    thread::sleep(Duration::from_millis(100));
-    assert_eq!(server.active_connections(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.active_connections() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled connection never showed"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
     let t = Instant::now();
     drop(server);
     let drop_time = t.elapsed();
