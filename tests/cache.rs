@@ -715,3 +715,78 @@ fn an_html_page_answered_with_200_is_never_cached() {
         "the login page was kept as the track"
     );
 }
+
+/// Makes a path immutable (`chattr +i`: even root cannot write) until dropped.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(path: &Path) -> Option<Immutable> {
+        let ok = Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Immutable(path.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_read_only_cache_root_only_turns_caching_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let cache = AssetCache::open(&root).unwrap();
+    let Some(_frozen) = Immutable::set(&root) else {
+        println!("skipped: chattr +i is not available here");
+        return;
+    };
+    let server = TestServer::start();
+    let body = pattern(2 * MIB, 17);
+    server.add_file("/ro.bin", body.clone());
+    let mut session =
+        FileSource::open_with_cache(url(&server, "/ro.bin"), keyed("ro"), &cache).unwrap();
+    assert!(
+        read_all(&mut session) == body,
+        "playback goes on from the network"
+    );
+    assert!(!session.is_cached());
+}
+
+#[test]
+fn a_write_error_mid_stream_only_turns_caching_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = AssetCache::open(dir.path()).unwrap();
+    let server = TestServer::start();
+    let body = pattern(6 * MIB, 18);
+    server.add_file("/w.bin", body.clone());
+    let mut session = FileSource::open_with_cache(
+        url(&server, "/w.bin"),
+        keyed("w").with_look_ahead(64 * 1024),
+        &cache,
+    )
+    .unwrap();
+    let mut got = vec![0; MIB];
+    session.read_exact(&mut got).unwrap();
+    // Freeze the partial data file the driver is writing: its next write fails.
+    let parts: Vec<PathBuf> = walk(&cache.asset_dir(session.asset_id()))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "part"))
+        .collect();
+    assert_eq!(parts.len(), 1, "one partial data file: {parts:?}");
+    let Some(_frozen) = Immutable::set(&parts[0]) else {
+        println!("skipped: chattr +i is not available here");
+        return;
+    };
+    let mut rest = Vec::new();
+    session.read_to_end(&mut rest).unwrap();
+    got.extend_from_slice(&rest);
+    assert!(got == body, "playback went on byte for byte");
+    assert!(!session.is_cached(), "nothing incomplete was committed");
+    assert!(!cache.body_path(session.asset_id()).exists());
+}
