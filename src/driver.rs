@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -26,7 +26,7 @@ use crate::range_policy::{
     follow_redirect, plan_response, range_header, validators_of, Plan, Refusal, Requested,
     ResponseHead, Validators,
 };
-use crate::FileError;
+use crate::{lock, FileError};
 
 /// The largest chunk: one thread handoff per 256 KiB keeps handoff costs near zero at
 /// loopback speed (64 KiB chunks cost ~12 context switches per MiB, 256 KiB ~5).
@@ -136,13 +136,6 @@ struct InFlight {
     epoch: u64,
     agent: Option<Agent>,
     cancel_below: u64,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere must not take the session down with it; the data stays usable.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
@@ -522,9 +515,10 @@ impl Driver {
                 Err(failure) => failure,
             };
             let (cause, status, retry_after, stalled) = match failure {
-                Failure::Cancelled => match self.poll_command() {
-                    Some(flow) => return flow,
-                    None => continue,
+                // The session sends its command before it cancels: wait for it.
+                Failure::Cancelled => match self.commands.recv() {
+                    Ok(command) => return Flow::Next(command),
+                    Err(_) => return Flow::Exit,
                 },
                 Failure::Restart => {
                     self.shared.forget_size();

@@ -48,6 +48,8 @@ mod options;
 mod range_policy;
 mod session;
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 pub use bytes::Bytes;
 pub use url::Url;
 
@@ -56,6 +58,13 @@ pub use error::FileError;
 pub use events::{DownloadState, FileEvent, Progress};
 pub use options::FileSourceOptions;
 pub use session::{FileSession, FileSource, FileStream};
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (every update
+/// under these locks is a single assignment or a completed operation), so poisoning is
+/// ignored rather than taking the session down.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

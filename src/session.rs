@@ -7,7 +7,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use crate::driver::{
 };
 use crate::events::{DownloadState, EventSink, FileEvent, Progress};
 use crate::range_policy::{resolve_seek, resolve_seek_bytes, SeekTargetError, Validators};
-use crate::{FileError, FileSourceOptions};
+use crate::{lock, FileError, FileSourceOptions};
 
 /// Recently read bytes kept for short backward seeks (decoders re-read headers and
 /// probe windows constantly).
@@ -153,7 +153,7 @@ fn open_complete(
     let (command_tx, _) = unbounded();
     let (_, done_rx) = bounded::<()>(0);
     let (stop_tx, stop_rx) = bounded::<()>(0);
-    let shared = Arc::new(Shared::new(Some(len), true));
+    let shared = Arc::new(Shared::new(Some(len), options.range_seek));
     shared.state.set(DownloadState::Complete);
     if let Some(events) = &options.events {
         events.emit(FileEvent::Opened {
@@ -177,7 +177,6 @@ fn open_complete(
         driver_done: done_rx,
         asset_id: asset_id.clone(),
         position: AtomicU64::new(0),
-        range_seek: options.range_seek,
         url: redact(url),
         content_type: Mutex::new(None),
         cache: Some(CacheUse::reader(lease.clone())),
@@ -243,7 +242,6 @@ fn start_session(
         pinned.as_ref().and_then(|p| p.size),
         options.range_seek,
     ));
-    let range_seek = options.range_seek;
     let events = options.events.clone();
     let url_text = redact(&url);
     let spec = DriverSpec {
@@ -277,7 +275,7 @@ fn start_session(
         }
     };
     let inner = Arc::new(Inner {
-        reader: Mutex::new(Reader::new(Some(data_rx), Some(first), partial)),
+        reader: Mutex::new(Reader::new(Some(data_rx), Some(opened.first), partial)),
         shared,
         commands: command_tx,
         stop_tx: Mutex::new(Some(stop_tx)),
@@ -286,22 +284,13 @@ fn start_session(
         driver_done: done_rx,
         asset_id,
         position: AtomicU64::new(0),
-        range_seek,
         url: url_text,
-        content_type: Mutex::new(None),
+        content_type: Mutex::new(opened.content_type),
         cache,
         served_from_cache: false,
         events,
     });
-    *lock(&inner.content_type) = opened.content_type;
-    lock(&inner.reader).begin(opened.first);
     Ok(FileSession { inner })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A remote file opened for streaming: `Read + Seek` like a local file, with a
@@ -345,7 +334,6 @@ struct Inner {
     asset_id: AssetId,
     /// Mirrors the reader's position, readable while a read blocks.
     position: AtomicU64,
-    range_seek: bool,
     url: String,
     content_type: Mutex<Option<String>>,
     cache: Option<CacheUse>,
@@ -355,14 +343,16 @@ struct Inner {
 
 impl Inner {
     fn stop(&self) {
-        self.shared.stop();
+        // The command first: a cancelled driver waits for it.
         let _ = self.commands.send(Command::Stop);
+        self.shared.stop();
         lock(&self.stop_tx).take();
     }
 
-    /// Whether a seek may start a Range request.
+    /// Whether a seek may start a Range request (the options allow it and the server
+    /// honours it: `Shared` starts from the option and only ever turns it off).
     fn ranges(&self) -> bool {
-        self.range_seek && self.shared.ranges()
+        self.shared.ranges()
     }
 }
 

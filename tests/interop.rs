@@ -110,21 +110,28 @@ fn start_nginx(files: &[(&str, &[u8])]) -> Option<External> {
          scgi_temp_path {d}/t5;\n  server {{ listen 127.0.0.1:{port}; root {d}/www; }}\n}}\n"
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-    let mut child = Command::new(nginx)
+    let mut command = Command::new(nginx);
+    command
         .arg("-p")
         .arg(dir.path())
         .arg("-c")
-        .arg(dir.path().join("nginx.conf"))
+        .arg(dir.path().join("nginx.conf"));
+    Some(launch(command, port, dir))
+}
+
+/// Starts a server quietly and waits until it listens on `port`.
+fn launch(mut command: Command, port: u16, dir: tempfile::TempDir) -> External {
+    let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_listening(port, &mut child);
-    Some(External {
+    External {
         child,
         port,
         _dir: dir,
-    })
+    }
 }
 
 fn start_python(files: &[(&str, &[u8])]) -> Option<External> {
@@ -133,7 +140,8 @@ fn start_python(files: &[(&str, &[u8])]) -> Option<External> {
     };
     let dir = web_root(files);
     let port = free_port();
-    let mut child = Command::new(python)
+    let mut command = Command::new(python);
+    command
         .args([
             "-m",
             "http.server",
@@ -142,17 +150,8 @@ fn start_python(files: &[(&str, &[u8])]) -> Option<External> {
             "127.0.0.1",
         ])
         .arg("--directory")
-        .arg(dir.path().join("www"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(port, &mut child);
-    Some(External {
-        child,
-        port,
-        _dir: dir,
-    })
+        .arg(dir.path().join("www"));
+    Some(launch(command, port, dir))
 }
 
 #[test]

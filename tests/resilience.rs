@@ -28,6 +28,16 @@ fn serve(path: &str, len: usize, seed: u64) -> (TestServer, Vec<u8>) {
     (server, body)
 }
 
+/// A session with a one-chunk look-ahead (so a far seek is a new request) that has read
+/// the first 1000 bytes.
+fn open_past_the_head(server: &TestServer, path: &str) -> FileSession {
+    let mut session =
+        FileSource::open(url(server, path), quick().with_look_ahead(64 * 1024)).unwrap();
+    let mut head = vec![0; 1000];
+    session.read_exact(&mut head).unwrap();
+    session
+}
+
 fn read_all(session: &mut FileSession) -> io::Result<Vec<u8>> {
     let mut got = Vec::new();
     session.read_to_end(&mut got).map(|_| got)
@@ -317,10 +327,7 @@ fn other_client_errors_are_fatal_and_never_read_as_audio() {
     }
     // Mid-stream: a seek request refused with 403 is an error, not bytes.
     let (server, body) = serve("/f", 8 * MIB, 14);
-    let mut session =
-        FileSource::open(url(&server, "/f"), quick().with_look_ahead(64 * 1024)).unwrap();
-    let mut head = vec![0; 1000];
-    session.read_exact(&mut head).unwrap();
+    let mut session = open_past_the_head(&server, "/f");
     server.push_faults(
         "/f",
         [Fault::Status {
@@ -496,10 +503,7 @@ fn last_modified_is_the_validator_without_a_strong_etag() {
 #[test]
 fn a_416_past_a_shrunken_file_is_a_changed_resource() {
     let (server, _) = serve("/f", 8 * MIB, 22);
-    let mut session =
-        FileSource::open(url(&server, "/f"), quick().with_look_ahead(64 * 1024)).unwrap();
-    let mut head = vec![0; 1000];
-    session.read_exact(&mut head).unwrap();
+    let mut session = open_past_the_head(&server, "/f");
     server.replace_file("/f", pattern(MIB, 23), None);
     session.seek_bytes(6 * MIB as i64).unwrap();
     let err = session.read(&mut [0; 10]).unwrap_err();
@@ -512,10 +516,7 @@ fn a_416_past_a_shrunken_file_is_a_changed_resource() {
 #[test]
 fn a_416_for_a_start_inside_an_unchanged_file_is_no_eof() {
     let (server, _) = serve("/f", 8 * MIB, 24);
-    let mut session =
-        FileSource::open(url(&server, "/f"), quick().with_look_ahead(64 * 1024)).unwrap();
-    let mut head = vec![0; 1000];
-    session.read_exact(&mut head).unwrap();
+    let mut session = open_past_the_head(&server, "/f");
     server.push_faults("/f", [Fault::Respond416]);
     session.seek_bytes(6 * MIB as i64).unwrap();
     let err = session.read(&mut [0; 10]).unwrap_err();
@@ -528,10 +529,7 @@ fn a_416_for_a_start_inside_an_unchanged_file_is_no_eof() {
 #[test]
 fn a_malformed_content_range_is_a_protocol_error_and_its_bytes_are_discarded() {
     let (server, body) = serve("/f", 8 * MIB, 25);
-    let mut session =
-        FileSource::open(url(&server, "/f"), quick().with_look_ahead(64 * 1024)).unwrap();
-    let mut head = vec![0; 1000];
-    session.read_exact(&mut head).unwrap();
+    let mut session = open_past_the_head(&server, "/f");
     for bad in ["bytes 0-99", "bytes x-y/z", "lines 6291456-8388607/8388608"] {
         server.push_faults("/f", [Fault::MalformedContentRange(bad.into())]);
         session.seek_bytes(6 * MIB as i64).unwrap();
@@ -551,10 +549,7 @@ fn a_malformed_content_range_is_a_protocol_error_and_its_bytes_are_discarded() {
 #[test]
 fn a_206_with_a_wrong_start_is_a_protocol_error() {
     let (server, body) = serve("/f", 8 * MIB, 26);
-    let mut session =
-        FileSource::open(url(&server, "/f"), quick().with_look_ahead(64 * 1024)).unwrap();
-    let mut head = vec![0; 1000];
-    session.read_exact(&mut head).unwrap();
+    let mut session = open_past_the_head(&server, "/f");
     server.push_faults("/f", [Fault::WrongContentRangeStart(4096)]);
     session.seek_bytes(6 * MIB as i64).unwrap();
     let err = session.read(&mut [0; 10]).unwrap_err();
@@ -579,10 +574,7 @@ fn redirects_are_followed_and_later_ranges_go_to_the_final_url() {
             location: "/real.bin".into(),
         },
     );
-    let mut session =
-        FileSource::open(url(&server, "/old.bin"), quick().with_look_ahead(64 * 1024)).unwrap();
-    let mut head = vec![0; 1000];
-    session.read_exact(&mut head).unwrap();
+    let mut session = open_past_the_head(&server, "/old.bin");
     session.seek_bytes(5 * MIB as i64).unwrap();
     let mut buf = vec![0; 1000];
     session.read_exact(&mut buf).unwrap();
