@@ -36,6 +36,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::range_set::RangeSet;
 use crate::{lock, FileError};
 
 const LOCK: &str = "lock";
@@ -757,54 +758,6 @@ impl PartialFile {
     }
 }
 
-/// Sorted, disjoint, non-touching, non-empty ranges.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct RangeSet(Vec<Range<u64>>);
-
-impl RangeSet {
-    fn insert(&mut self, r: Range<u64>) {
-        if r.start >= r.end {
-            return;
-        }
-        // Sequential downloads only ever extend the last range or start a new one after it.
-        match self.0.last_mut() {
-            None => {
-                self.0.push(r);
-                return;
-            }
-            Some(last) if r.start > last.end => {
-                self.0.push(r);
-                return;
-            }
-            Some(last) if r.start >= last.start => {
-                last.end = last.end.max(r.end);
-                return;
-            }
-            Some(_) => {}
-        }
-        // Ranges in [lo, hi) overlap or touch `r`; ends are sorted because ranges are disjoint.
-        let lo = self.0.partition_point(|x| x.end < r.start);
-        let hi = self.0.partition_point(|x| x.start <= r.end);
-        if lo == hi {
-            self.0.insert(lo, r);
-        } else {
-            let merged = r.start.min(self.0[lo].start)..r.end.max(self.0[hi - 1].end);
-            self.0.drain(lo + 1..hi);
-            self.0[lo] = merged;
-        }
-    }
-
-    fn covered_end(&self, pos: u64) -> Option<u64> {
-        let i = self.0.partition_point(|x| x.end <= pos);
-        self.0.get(i).filter(|x| x.start <= pos).map(|x| x.end)
-    }
-
-    fn next_start_after(&self, pos: u64) -> Option<u64> {
-        let i = self.0.partition_point(|x| x.start <= pos);
-        self.0.get(i).map(|x| x.start)
-    }
-}
-
 // ---- Meta and index records ----
 //
 // Binary, ending in a SHA-256 of everything before it, so a torn or foreign file is
@@ -1232,27 +1185,6 @@ mod tests {
             Err(FileError::Cache(_))
         ));
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-
-    #[test]
-    fn range_set_merges() {
-        let mut set = RangeSet::default();
-        set.insert(10..20);
-        set.insert(20..30);
-        assert_eq!(set.0, [10..30]);
-        set.insert(40..50);
-        set.insert(0..5);
-        assert_eq!(set.0, [0..5, 10..30, 40..50]);
-        set.insert(5..10);
-        assert_eq!(set.0, [0..30, 40..50]);
-        set.insert(25..45);
-        assert_eq!(set.0, [0..50]);
-        set.insert(7..7);
-        set.insert(60..70);
-        set.insert(55..58);
-        assert_eq!(set.0, [0..50, 55..58, 60..70]);
-        set.insert(50..100);
-        assert_eq!(set.0, [0..100]);
     }
 
     #[test]

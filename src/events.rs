@@ -18,7 +18,7 @@ pub enum DownloadState {
     Buffering,
     /// Bytes are arriving.
     Streaming,
-    /// The whole file has been downloaded (or is served from the cache).
+    /// Every byte of the file has been downloaded (or is in the cache).
     Complete,
     /// A transient failure happened; the driver waits before it retries.
     Retrying,
@@ -80,8 +80,19 @@ pub enum FileEvent {
     Stalled,
     /// Bytes flow again after a stall.
     Resumed,
-    /// The download reached the end of the file.
+    /// Every byte of the file has been downloaded (or was found in the cache). A fetch that
+    /// reaches the end of the file (a decoder's probe of the last bytes) is not enough.
     Complete,
+    /// The complete body has been committed to the asset cache: from now on
+    /// [`FileSession::is_cached`](crate::FileSession::is_cached) is `true` and the next
+    /// session on this asset is served from disk.
+    Cached,
+    /// A cache failure (read-only or full disk, a broken entry, a body of unknown length)
+    /// turned caching off for this session; playback goes on from the network.
+    CacheDisabled {
+        /// What went wrong.
+        reason: String,
+    },
     /// A fetch gave up; the reader gets this error.
     Error(FileError),
 }

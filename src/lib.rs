@@ -46,6 +46,7 @@ mod events;
 mod media_source;
 mod options;
 mod range_policy;
+mod range_set;
 mod session;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

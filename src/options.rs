@@ -57,6 +57,7 @@ pub struct FileSourceOptions {
     pub(crate) user_agent: String,
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
+    pub(crate) open_timeout: Duration,
     pub(crate) max_retries: u32,
     pub(crate) retry_base_delay: Duration,
     pub(crate) retry_max_delay: Duration,
@@ -74,6 +75,7 @@ impl Default for FileSourceOptions {
             user_agent: concat!("kithara-file/", env!("CARGO_PKG_VERSION")).to_string(),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(10),
+            open_timeout: Duration::from_secs(15),
             max_retries: 5,
             retry_base_delay: Duration::from_millis(100),
             retry_max_delay: Duration::from_secs(5),
@@ -142,6 +144,18 @@ impl FileSourceOptions {
     #[must_use]
     pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = timeout;
+        self
+    }
+
+    /// Longest time [`FileSource::open`](crate::FileSource::open) may take as a whole:
+    /// connecting, retries and their backoff, up to the first bytes. When it runs out,
+    /// `open` returns [`FileError::Network`]. Default: 15 s.
+    ///
+    /// Later requests (seeks, resumes) are bounded by the connect and read timeouts and
+    /// the retry budget instead.
+    #[must_use]
+    pub fn with_open_timeout(mut self, timeout: Duration) -> Self {
+        self.open_timeout = timeout;
         self
     }
 
@@ -214,6 +228,9 @@ impl FileSourceOptions {
         if self.read_timeout.is_zero() {
             return invalid("read_timeout must be greater than zero".into());
         }
+        if self.open_timeout.is_zero() {
+            return invalid("open_timeout must be greater than zero".into());
+        }
         if self.retry_base_delay > self.retry_max_delay {
             return invalid(format!(
                 "retry delay base {:?} is greater than its max {:?}",
@@ -269,6 +286,7 @@ impl fmt::Debug for FileSourceOptions {
             .field("user_agent", &self.user_agent)
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
+            .field("open_timeout", &self.open_timeout)
             .field("max_retries", &self.max_retries)
             .field("retry_base_delay", &self.retry_base_delay)
             .field("retry_max_delay", &self.retry_max_delay)
@@ -302,6 +320,7 @@ mod tests {
         for options in [
             FileSourceOptions::new().with_read_timeout(Duration::ZERO),
             FileSourceOptions::new().with_connect_timeout(Duration::ZERO),
+            FileSourceOptions::new().with_open_timeout(Duration::ZERO),
             FileSourceOptions::new()
                 .with_retry_delay(Duration::from_secs(2), Duration::from_secs(1)),
         ] {

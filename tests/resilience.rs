@@ -352,7 +352,7 @@ fn other_client_errors_are_fatal_and_never_read_as_audio() {
 }
 
 #[test]
-fn a_spent_retry_budget_is_a_network_error_not_eof() {
+fn a_spent_retry_budget_is_the_last_status_not_eof() {
     let (server, body) = serve("/f", 4 * MIB, 15);
     let mut session = FileSource::open(
         url(&server, "/f"),
@@ -369,8 +369,12 @@ fn a_spent_retry_budget_is_a_network_error_not_eof() {
     );
     session.seek_bytes(3 * MIB as i64).unwrap();
     let err = session.read(&mut [0; 10]).unwrap_err();
-    assert!(matches!(file_error(&err), FileError::Network(_)), "{err:?}");
-    assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+    // The last status the server gave, never an EOF nor a vague network error.
+    assert!(
+        matches!(file_error(&err), FileError::HttpStatus { status: 503, .. }),
+        "{err:?}"
+    );
+    assert_ne!(err.kind(), io::ErrorKind::UnexpectedEof);
     assert_eq!(session.retry_count(), 3);
     drop(body);
 }

@@ -609,7 +609,7 @@ fn stream_continues_from_a_seek_under_tokio() {
 }
 
 #[test]
-fn a_stopped_session_ends_its_stream() {
+fn a_stopped_session_ends_its_stream_with_one_stopped_error() {
     use futures::StreamExt;
     let server = TestServer::start();
     server.add_file("/stall", pattern(MIB, 22));
@@ -622,6 +622,9 @@ fn a_stopped_session_ends_its_stream() {
             let first = stream.next().await.unwrap().unwrap();
             assert_eq!(first.len(), 10);
             session.stop();
+            // One `Stopped`, then the end: a stopped download is not a finished one.
+            assert_eq!(stream.next().await, Some(Err(FileError::Stopped)));
+            assert!(stream.next().await.is_none());
             assert!(stream.next().await.is_none());
         });
         started.elapsed()

@@ -1,0 +1,141 @@
+//! Write-through into the asset cache: optional, and any failure only turns it off for
+//! this session (with a [`FileEvent::CacheDisabled`] saying why).
+//!
+//! The body is committed the moment the partial file covers the whole file, whatever the
+//! reader does next (reads to the end, drops the session, stops it): the commit does not
+//! depend on which of the driver's exits comes first.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::status::Status;
+use crate::cache::{CachedMeta, PartialFile};
+use crate::events::{EventSink, FileEvent};
+use crate::range_policy::Validators;
+
+/// How often the partial file's index is made durable while downloading. A checkpoint
+/// fsyncs the data written so far, which at network speed is expensive; a crash only
+/// loses coverage since the last one, and every exit checkpoints.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
+pub(crate) struct CacheSink {
+    partial: Option<Arc<PartialFile>>,
+    last_checkpoint: Instant,
+    events: Option<EventSink>,
+    status: Arc<Status>,
+}
+
+impl CacheSink {
+    pub(crate) fn new(
+        partial: Option<Arc<PartialFile>>,
+        events: Option<EventSink>,
+        status: Arc<Status>,
+    ) -> Self {
+        CacheSink {
+            partial,
+            last_checkpoint: Instant::now(),
+            events,
+            status,
+        }
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.partial.is_some()
+    }
+
+    /// The byte ranges the partial file held when the session started.
+    pub(crate) fn covered(&self) -> Vec<std::ops::Range<u64>> {
+        self.partial
+            .as_ref()
+            .map(|p| p.covered())
+            .unwrap_or_default()
+    }
+
+    /// Starts a fresh partial file for the version the first response pinned.
+    pub(crate) fn start(&mut self, pinned: &Validators) {
+        let Some(partial) = &self.partial else {
+            return;
+        };
+        // A body of unknown length could never be checked complete, and one without a
+        // validator could not be told from a newer version in the next run.
+        let Some(len) = pinned.size.filter(|_| pinned.if_range().is_some()) else {
+            return self.disable("the response has no length or no validator".into());
+        };
+        let started = partial.reset(CachedMeta {
+            len,
+            etag: pinned.etag.clone(),
+            last_modified: pinned.last_modified.clone(),
+        });
+        if let Err(e) = started {
+            self.disable(format!("cannot start the partial file: {e}"));
+        }
+    }
+
+    /// The cached partial data belongs to an older version: forget it and keep caching
+    /// only if that worked (else the reader's handle could still claim old coverage).
+    pub(crate) fn discard_stale(&mut self) {
+        if let Some(partial) = &self.partial {
+            if let Err(e) = partial.discard() {
+                self.disable(format!("cannot discard stale partial data: {e}"));
+            }
+        }
+    }
+
+    pub(crate) fn write(&mut self, offset: u64, bytes: &[u8]) {
+        let Some(partial) = &self.partial else {
+            return;
+        };
+        if let Err(e) = partial.write_at(offset, bytes) {
+            return self.disable(format!("cannot write to the cache: {e}"));
+        }
+        if self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+            self.last_checkpoint = Instant::now();
+            if let Err(e) = partial.checkpoint() {
+                self.disable(format!("cannot checkpoint the partial file: {e}"));
+            }
+        }
+    }
+
+    /// Commits the body if the partial file now covers the whole file.
+    pub(crate) fn commit_if_complete(&mut self) {
+        let Some(partial) = &self.partial else {
+            return;
+        };
+        if partial.is_committed() || !partial.is_complete() {
+            return;
+        }
+        self.status.set_committing(true);
+        let committed = partial.commit();
+        self.status.set_committing(false);
+        match committed {
+            Ok(()) => {
+                self.status.set_committed();
+                if let Some(events) = &self.events {
+                    events.emit(FileEvent::Cached);
+                }
+            }
+            Err(e) => self.disable(format!("cannot commit the body: {e}")),
+        }
+    }
+
+    /// The driver ends: commit a complete body, else keep what was written for next time.
+    pub(crate) fn finish(&mut self) {
+        self.commit_if_complete();
+        if let Some(partial) = &self.partial {
+            if !partial.is_committed() {
+                let _ = partial.checkpoint();
+            }
+        }
+    }
+
+    /// Turns caching off for this session.
+    pub(crate) fn disable(&mut self, reason: String) {
+        if self.partial.take().is_none() {
+            return;
+        }
+        log::debug!("kithara-file: caching off for this session: {reason}");
+        if let Some(events) = &self.events {
+            events.emit(FileEvent::CacheDisabled { reason });
+        }
+    }
+}

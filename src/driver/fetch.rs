@@ -1,0 +1,350 @@
+//! One fetch, from request to end: open the body (through `http`), apply what the answer
+//! says (validators pinned, length, whether ranges work, where the cache starts), pump it,
+//! and recover from failures by the rules of `retry`.
+
+use std::time::Duration;
+
+use crossbeam_channel::select;
+
+use super::http::Answer;
+use super::pump::{OpenBody, Pumped};
+use super::retry::{Failure, Transient};
+use super::run::{Driver, Flow, Interrupt};
+use super::Fetch;
+use crate::events::{DownloadState, FileEvent};
+use crate::range_policy::{validators_of, Plan, Requested, ResponseHead};
+use crate::range_set::RangeSet;
+use crate::FileError;
+
+impl Driver {
+    /// The first fetch, on the caller's thread: until its body is open and its first
+    /// bytes are staged. `None`: nothing more to read from this body.
+    pub(crate) fn open_first(
+        &mut self,
+        fetch: &mut Fetch,
+        offset: &mut u64,
+    ) -> Result<Option<OpenBody>, FileError> {
+        loop {
+            if self.reached_end(*fetch, *offset) {
+                return Ok(None);
+            }
+            let failure = match self.open_body(*fetch, *offset) {
+                Ok(None) => return Ok(None),
+                Ok(Some(open)) => return Ok(self.pump_first(*fetch, open, offset)),
+                Err(failure) => failure,
+            };
+            match failure {
+                Failure::Restart => self.restart(fetch, offset),
+                Failure::Fatal(error) => return Err(self.gave_up(error)),
+                Failure::Cancelled => return Err(FileError::Stopped),
+                Failure::Transient(transient) => {
+                    let url = self.http.shown_url();
+                    let delay = self
+                        .retries
+                        .next_delay(&transient, &url)
+                        .map_err(|error| self.gave_up(error))?;
+                    self.note_retry(transient, delay);
+                    std::thread::sleep(delay);
+                }
+            }
+        }
+    }
+
+    /// Downloads one fetch to its end, retrying transient failures. `body` continues one
+    /// opened on the caller's thread.
+    pub(crate) fn fetch(
+        &mut self,
+        mut fetch: Fetch,
+        mut offset: u64,
+        mut body: Option<OpenBody>,
+    ) -> Flow {
+        self.retries.reset();
+        loop {
+            if let Some(interrupt) = self.poll_interrupt() {
+                if let Some(open) = body.take() {
+                    self.abandon_staged();
+                    self.end_request();
+                    self.http.retire(open.body);
+                }
+                return interrupt.into();
+            }
+            if self.reached_end(fetch, offset) {
+                if let Some(open) = body.take() {
+                    self.end_request();
+                    self.http.retire(open.body);
+                }
+                return self.finish(fetch, offset);
+            }
+            let opened = match body.take() {
+                Some(open) => Ok(Some(open)),
+                None => self.open_body(fetch, offset),
+            };
+            let failure = match opened {
+                Ok(None) => return self.finish(fetch, offset),
+                Ok(Some(mut open)) => match self.pump_body(fetch, &mut open, &mut offset) {
+                    Ok(()) => continue,
+                    Err(Pumped::Interrupted(interrupt)) => {
+                        // Closing a body with megabytes unread takes a while: after the next request.
+                        self.http.retire(open.body);
+                        return interrupt.into();
+                    }
+                    Err(Pumped::Failed(failure)) => failure,
+                    Err(Pumped::Complete) => unreachable!("a complete pump is Ok"),
+                },
+                Err(failure) => failure,
+            };
+            if let Err(flow) = self.recover(&mut fetch, &mut offset, failure) {
+                return flow;
+            }
+        }
+    }
+
+    fn reached_end(&self, fetch: Fetch, offset: u64) -> bool {
+        fetch
+            .end
+            .or(self.status.size())
+            .is_some_and(|end| offset >= end)
+    }
+
+    /// Pumps an open body; `Ok` when it delivered what it could and the fetch goes on.
+    fn pump_body(
+        &mut self,
+        fetch: Fetch,
+        open: &mut OpenBody,
+        offset: &mut u64,
+    ) -> Result<(), Pumped> {
+        let before = *offset;
+        let pumped = self.pump(fetch, open, offset);
+        let cancelled = self.end_request();
+        if *offset > before {
+            self.retries.reset();
+        }
+        match pumped {
+            // A server may send less than asked; the loop asks again for the rest.
+            Pumped::Complete if *offset > before || self.reached_end(fetch, *offset) => Ok(()),
+            Pumped::Complete => Err(Pumped::Failed(Failure::Transient(Transient::new(format!(
+                "a response ended at byte {offset} without progress"
+            ))))),
+            Pumped::Failed(_) if cancelled => Err(Pumped::Failed(Failure::Cancelled)),
+            other => Err(other),
+        }
+    }
+
+    /// Sends the request for `offset..` and applies its answer. `Ok(None)`: the file ends
+    /// at or before `offset`.
+    fn open_body(&mut self, fetch: Fetch, offset: u64) -> Result<Option<OpenBody>, Failure> {
+        if !self.cancel.begin(fetch.epoch, self.http.agent()) {
+            return Err(Failure::Cancelled);
+        }
+        self.status.set_state(DownloadState::Connecting);
+        let ranged = self.status.ranges();
+        let requested = Requested {
+            start: offset,
+            end: fetch.end.filter(|_| ranged),
+            ranged,
+        };
+        let deadline = self.retries.deadline();
+        match self.http.request(requested, deadline, &self.status) {
+            Ok(answer) => Ok(self.apply(answer, requested)),
+            Err(failure) if self.end_request() => {
+                drop(failure);
+                Err(Failure::Cancelled)
+            }
+            Err(failure) => Err(failure),
+        }
+    }
+
+    /// Ends the in-flight registration; a cancelled (shut down) agent is replaced.
+    /// Returns whether the session cancelled the request.
+    pub(crate) fn end_request(&mut self) -> bool {
+        let cancelled = self.cancel.end();
+        if cancelled {
+            self.http.rebuild_agent();
+        }
+        cancelled
+    }
+
+    fn apply(&mut self, answer: Answer, requested: Requested) -> Option<OpenBody> {
+        match answer.plan {
+            Plan::EndOfFile { size } => {
+                self.pin(&answer.head, Some(size), true);
+                self.status.set_size(size);
+                self.announce(&answer.head);
+                self.end_request();
+                None
+            }
+            Plan::Body {
+                start,
+                skip,
+                end,
+                total,
+                ranged,
+            } => {
+                self.pin(&answer.head, total, ranged);
+                if let Some(total) = total {
+                    self.status.set_size(total);
+                }
+                if !ranged && requested.ranged {
+                    // The server ignores Range: from now on read whole bodies and skip.
+                    self.status.disable_ranges();
+                }
+                self.announce(&answer.head);
+                let first = start.saturating_add(skip);
+                Some(OpenBody::new(answer.body, first, skip, end))
+            }
+        }
+    }
+
+    /// Pins the first response's validators and starts the cache; later responses were
+    /// checked against them by the plan.
+    fn pin(&mut self, head: &ResponseHead, total: Option<u64>, ranged: bool) {
+        if !ranged {
+            self.status.disable_ranges();
+        }
+        if self.http.pinned_from_cache {
+            // The server confirmed the cached partial data: keep it.
+            self.http.pinned_from_cache = false;
+            return;
+        }
+        if self.http.pinned.is_some() {
+            return;
+        }
+        let pinned = validators_of(head, total);
+        // A captive portal answers 200 with a login page: stream it (the caller decides),
+        // but never keep an HTML page as the asset.
+        let html = head
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
+        if html {
+            self.sink
+                .disable("the server answered with an HTML page (a captive portal?)".into());
+        }
+        self.sink.start(&pinned);
+        self.http.pinned = Some(pinned);
+    }
+
+    /// The first response of the session: said once.
+    fn announce(&mut self, head: &ResponseHead) {
+        self.status.set_state(DownloadState::Streaming);
+        if self.report.open() {
+            self.content_type = head.content_type.clone();
+            self.report.emit(FileEvent::Opened {
+                length: self.status.size(),
+                content_type: head.content_type.clone(),
+                from_cache: false,
+            });
+        }
+    }
+
+    /// Handles a failed attempt: `Ok` to try again, `Err` with what the driver does instead.
+    fn recover(
+        &mut self,
+        fetch: &mut Fetch,
+        offset: &mut u64,
+        failure: Failure,
+    ) -> Result<(), Flow> {
+        match failure {
+            // The session cancels only after it sent its command (or the stop): wait for it.
+            Failure::Cancelled => Err(self.wait_interrupt().into()),
+            Failure::Restart => {
+                self.restart(fetch, offset);
+                Ok(())
+            }
+            Failure::Fatal(error) => Err(self.fail(fetch.epoch, error)),
+            Failure::Transient(transient) => {
+                let url = self.http.shown_url();
+                match self.retries.next_delay(&transient, &url) {
+                    Ok(delay) => {
+                        self.note_retry(transient, delay);
+                        self.backoff(delay)
+                    }
+                    Err(error) => Err(self.fail(fetch.epoch, error)),
+                }
+            }
+        }
+    }
+
+    /// The cached partial data was of an older version: the fetch starts over at byte 0.
+    fn restart(&mut self, fetch: &mut Fetch, offset: &mut u64) {
+        self.status.forget_size();
+        self.sink.discard_stale();
+        self.coverage = RangeSet::default();
+        fetch.start = 0;
+        fetch.end = None;
+        *offset = 0;
+        self.outlet.begin(fetch.epoch, 0);
+    }
+
+    fn note_retry(&mut self, transient: Transient, delay: Duration) {
+        if transient.stalled {
+            self.report.stalled();
+        }
+        self.status.count_retry();
+        self.status.set_state(DownloadState::Retrying);
+        log::debug!(
+            "kithara-file: retry {} in {delay:?}: {}",
+            self.retries.attempt(),
+            transient.cause
+        );
+        self.report.emit(FileEvent::Retrying {
+            attempt: self.retries.attempt(),
+            delay,
+            cause: transient.cause,
+        });
+    }
+
+    /// Waits `delay` before a retry, unless a command or the stop comes first.
+    fn backoff(&self, delay: Duration) -> Result<(), Flow> {
+        select! {
+            recv(self.commands) -> command => Err(Interrupt::from_command(command.ok()).into()),
+            recv(self.stop.receiver()) -> _ => Err(Flow::Exit),
+            default(delay) => Ok(()),
+        }
+    }
+
+    /// The fetch delivered everything it was asked for.
+    fn finish(&mut self, fetch: Fetch, offset: u64) -> Flow {
+        // Staged bytes go out before the End, or the reader would ask for them again.
+        if let Err(interrupt) = self.flush(fetch.epoch) {
+            return interrupt.into();
+        }
+        if self.status.size().is_none() {
+            // Only a body of unknown length that ended cleanly gets here.
+            self.status.set_size(offset);
+        }
+        self.after_delivery();
+        self.report.idle(&self.status);
+        let sent = self.outlet.send(
+            super::Message::End { epoch: fetch.epoch },
+            &self.commands,
+            &self.stop,
+        );
+        // After the End: the reader is not kept waiting for the fsyncs of a commit.
+        self.sink.commit_if_complete();
+        match sent {
+            Ok(()) => Flow::Idle,
+            Err(interrupt) => interrupt.into(),
+        }
+    }
+
+    /// The fetch gives up: the reader gets the error.
+    fn fail(&mut self, epoch: u64, error: FileError) -> Flow {
+        let error = self.gave_up(error);
+        match self.outlet.send(
+            super::Message::Failed { epoch, error },
+            &self.commands,
+            &self.stop,
+        ) {
+            Ok(()) => Flow::Idle,
+            Err(interrupt) => interrupt.into(),
+        }
+    }
+
+    fn gave_up(&mut self, error: FileError) -> FileError {
+        log::debug!("kithara-file: giving up: {error}");
+        self.status.set_state(DownloadState::Failed);
+        self.report.emit(FileEvent::Error(error.clone()));
+        error
+    }
+}

@@ -1,0 +1,419 @@
+//! How bytes get from the driver thread to the reader.
+//!
+//! Full chunks travel through a bounded channel (the look-ahead), each tagged with the
+//! epoch of its fetch and its byte offset. The chunk the driver is still filling sits in
+//! a shared slot that every socket read extends at once: a reader that finds the channel
+//! empty takes those bytes itself, so nothing that has arrived waits behind the next
+//! blocking read of a stalled socket. In the steady state chunks still go out whole (one
+//! handoff per chunk).
+//!
+//! Whether a reader waits, and the waker of a task that polls, live in the same slot and
+//! change only under its lock (crossbeam's `SyncWaker` does the same), so a wake-up can
+//! never fall between a reader's last look and its wait.
+
+use std::mem;
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError};
+
+use super::cancel::STALL_CHECK;
+use super::run::Interrupt;
+use super::stop::StopWatch;
+use super::Command;
+use crate::{lock, FileError};
+
+/// How long a blocked reader lets the driver go on filling a chunk before it takes the
+/// bytes received so far. Within it, a fast link fills a whole 256 KiB chunk (~0.13 ms at
+/// 2 GB/s), so handoffs stay one per chunk; past it, the driver hands every read over.
+const PATIENCE: Duration = Duration::from_millis(1);
+
+/// What the driver hands the reader.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// `bytes` belong at `offset` of the file.
+    Data {
+        epoch: u64,
+        offset: u64,
+        bytes: Bytes,
+    },
+    /// The fetch delivered everything it was asked for (when it reached the end of a
+    /// file of unknown length, the length is known by now).
+    End { epoch: u64 },
+    /// The fetch gave up.
+    Failed { epoch: u64, error: FileError },
+}
+
+/// What a reader waits for: the bytes of fetch `epoch` from `offset` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Want {
+    pub epoch: u64,
+    pub offset: u64,
+}
+
+/// The fetch the driver works on and how far its bytes have arrived (channel and slot).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Front {
+    pub epoch: u64,
+    pub received_to: u64,
+    /// When the fetch started or last received bytes: a long silence is a stall.
+    pub moved_at: Instant,
+}
+
+/// Bytes of the chunk being filled: they start at `offset` of fetch `epoch`.
+pub(crate) struct Staged {
+    pub epoch: u64,
+    pub offset: u64,
+    pub bytes: BytesMut,
+}
+
+impl Staged {
+    fn end(&self) -> u64 {
+        self.offset + self.bytes.len() as u64
+    }
+}
+
+struct Slot {
+    front: Front,
+    staged: Option<Staged>,
+    /// A reader blocked waiting for bytes, since then.
+    blocked_since: Option<Instant>,
+    /// A task that polled and found nothing.
+    task: Option<Waker>,
+    /// Staged bytes a reader took, kept for the driver's cache write-through.
+    taken: Vec<(u64, Bytes)>,
+    keep_taken: bool,
+    /// Chunks below this get a buffer of their own size when handed out, so a slow link
+    /// cannot pin a whole chunk allocation per few bytes in the reader's history.
+    small: usize,
+    /// The driver side is gone.
+    closed: bool,
+}
+
+impl Slot {
+    fn take_for(&mut self, want: Want) -> Option<Bytes> {
+        let wanted = self.staged.as_ref().is_some_and(|s| {
+            s.epoch == want.epoch && s.offset == want.offset && !s.bytes.is_empty()
+        });
+        if !wanted {
+            return None;
+        }
+        let bytes = self.staged.take()?.bytes.freeze();
+        if self.keep_taken {
+            self.taken.push((want.offset, bytes.clone()));
+        }
+        Some(bytes)
+    }
+
+    fn reader_waits(&self, urgent: bool) -> bool {
+        self.task.is_some()
+            || self
+                .blocked_since
+                .is_some_and(|since| urgent || since.elapsed() >= PATIENCE)
+    }
+}
+
+/// Creates both ends; `capacity` chunks fit in the channel.
+pub(crate) fn handoff(capacity: usize, chunk_size: usize) -> (Outlet, Inlet) {
+    let (sender, receiver) = bounded(capacity);
+    let slot = Arc::new(Mutex::new(Slot {
+        front: Front {
+            epoch: 0,
+            received_to: 0,
+            moved_at: Instant::now(),
+        },
+        staged: None,
+        blocked_since: None,
+        task: None,
+        taken: Vec::new(),
+        keep_taken: false,
+        small: chunk_size / 4,
+        closed: false,
+    }));
+    let outlet = Outlet {
+        data: Some(sender),
+        slot: Arc::clone(&slot),
+    };
+    (
+        outlet,
+        Inlet {
+            data: receiver,
+            slot,
+        },
+    )
+}
+
+/// A chunk out of the slot: as one handoff, copied when small.
+fn owned(bytes: Bytes, small: usize) -> Bytes {
+    if bytes.len() < small {
+        Bytes::copy_from_slice(&bytes)
+    } else {
+        bytes
+    }
+}
+
+/// The driver's end.
+pub(crate) struct Outlet {
+    data: Option<Sender<Message>>,
+    slot: Arc<Mutex<Slot>>,
+}
+
+/// What staging one read gave back to the driver.
+pub(crate) struct Staging {
+    /// The chunk to send now (it is full, or a reader waits for it).
+    pub send: Option<Staged>,
+    /// Bytes readers took from the slot since the last call (for the cache).
+    pub taken: Vec<(u64, Bytes)>,
+}
+
+impl Outlet {
+    /// Keeps the bytes readers take from the slot, for the cache write-through.
+    pub(crate) fn keep_taken(&self, keep: bool) {
+        lock(&self.slot).keep_taken = keep;
+    }
+
+    /// A new fetch starts at `start`: what was staged for older ones is dropped.
+    pub(crate) fn begin(&self, epoch: u64, start: u64) {
+        let mut slot = lock(&self.slot);
+        slot.front = Front {
+            epoch,
+            received_to: start,
+            moved_at: Instant::now(),
+        };
+        slot.staged = None;
+    }
+
+    /// Adds the bytes of one read, at `offset` of fetch `epoch`, to the chunk being filled.
+    /// The chunk comes back to be sent when `full`, or when a reader waits for it: a task
+    /// at once, a blocked reader once it has waited [`PATIENCE`] or when `urgent` (the first
+    /// bytes of a response, which a reader after a seek waits for).
+    pub(crate) fn stage(
+        &self,
+        epoch: u64,
+        offset: u64,
+        piece: BytesMut,
+        urgent: bool,
+        full: bool,
+    ) -> Staging {
+        let mut slot = lock(&self.slot);
+        slot.front.received_to = offset + piece.len() as u64;
+        slot.front.moved_at = Instant::now();
+        match &mut slot.staged {
+            // Contiguous pieces of one buffer: `unsplit` is O(1).
+            Some(staged) if staged.epoch == epoch && staged.end() == offset => {
+                staged.bytes.unsplit(piece);
+            }
+            other => {
+                *other = Some(Staged {
+                    epoch,
+                    offset,
+                    bytes: piece,
+                });
+            }
+        }
+        let send = if full || slot.reader_waits(urgent) {
+            slot.staged.take()
+        } else {
+            None
+        };
+        Staging {
+            send,
+            taken: mem::take(&mut slot.taken),
+        }
+    }
+
+    /// Takes back what is staged (the body ended or failed): it goes out as a chunk.
+    pub(crate) fn unstage(&self) -> Staging {
+        let mut slot = lock(&self.slot);
+        Staging {
+            send: slot.staged.take(),
+            taken: mem::take(&mut slot.taken),
+        }
+    }
+
+    /// Freezes a staged chunk for sending; small ones are copied.
+    pub(crate) fn seal(&self, staged: Staged) -> Bytes {
+        let small = lock(&self.slot).small;
+        owned(staged.bytes.freeze(), small)
+    }
+
+    /// Sends a message, watching commands and the stop signal while the channel is full.
+    pub(crate) fn send(
+        &self,
+        message: Message,
+        commands: &Receiver<Command>,
+        stop: &StopWatch,
+    ) -> Result<(), Interrupt> {
+        let Some(data) = &self.data else {
+            return Err(Interrupt::Exit);
+        };
+        let sent = match data.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(Interrupt::Exit),
+            Err(crossbeam_channel::TrySendError::Full(message)) => select! {
+                send(data, message) -> sent => sent.map_err(|_| Interrupt::Exit),
+                recv(commands) -> command => Err(Interrupt::from_command(command.ok())),
+                recv(stop.receiver()) -> _ => Err(Interrupt::Exit),
+            },
+        };
+        if sent.is_ok() {
+            self.wake_task();
+        }
+        sent
+    }
+
+    fn wake_task(&self) {
+        let task = lock(&self.slot).task.take();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+}
+
+impl Drop for Outlet {
+    /// However the driver ends (a panic in a user callback too): readers see the channel
+    /// close, and a waiting task is woken to see it.
+    fn drop(&mut self) {
+        self.data.take();
+        let task = {
+            let mut slot = lock(&self.slot);
+            slot.closed = true;
+            slot.staged = None;
+            slot.task.take()
+        };
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+}
+
+/// Why a reader gets no more messages: stopped, or the driver thread ended.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+/// The reader's end.
+pub(crate) struct Inlet {
+    data: Receiver<Message>,
+    slot: Arc<Mutex<Slot>>,
+}
+
+/// Clears "a reader is blocked" however the wait ends.
+struct Blocked<'a>(&'a Inlet);
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.slot).blocked_since = None;
+    }
+}
+
+impl Inlet {
+    /// Blocks until a message arrives or staged bytes for `want` can be taken; `None`
+    /// after [`STALL_CHECK`] without either, so the caller can look again (a seek from
+    /// another thread, a stalled request to cancel).
+    pub(crate) fn wait(&self, want: Want, stop: &StopWatch) -> Result<Option<Message>, Closed> {
+        let _blocked = Blocked(self);
+        let mut timeout = PATIENCE;
+        loop {
+            match self.data.try_recv() {
+                Ok(message) => return Ok(Some(message)),
+                Err(TryRecvError::Disconnected) => return Err(Closed),
+                Err(TryRecvError::Empty) => {}
+            }
+            if let Some(message) = self.take_staged(want, true) {
+                return Ok(Some(message));
+            }
+            select! {
+                recv(self.data) -> message => return message.map(Some).map_err(|_| Closed),
+                recv(stop.receiver()) -> _ => return Err(Closed),
+                default(timeout) => {}
+            }
+            if timeout == STALL_CHECK {
+                return Ok(None);
+            }
+            timeout = STALL_CHECK;
+        }
+    }
+
+    /// A message or staged bytes for `want` if there are any; otherwise `task` is woken
+    /// when there are.
+    pub(crate) fn poll(&self, want: Want, task: &Waker) -> Result<Option<Message>, Closed> {
+        match self.data.try_recv() {
+            Ok(message) => return Ok(Some(message)),
+            Err(TryRecvError::Disconnected) => return Err(Closed),
+            Err(TryRecvError::Empty) => {}
+        }
+        if let Some(message) = self.take_staged(want, false) {
+            return Ok(Some(message));
+        }
+        if !self.register_task(task) {
+            return Err(Closed);
+        }
+        // The driver may have sent between the first look and the registration.
+        match self.data.try_recv() {
+            Ok(message) => Ok(Some(message)),
+            Err(TryRecvError::Disconnected) => Err(Closed),
+            Err(TryRecvError::Empty) => Ok(None),
+        }
+    }
+
+    /// Staged bytes for `want`; else, when `blocking`, marks the reader blocked.
+    fn take_staged(&self, want: Want, blocking: bool) -> Option<Message> {
+        let (bytes, small) = {
+            let mut slot = lock(&self.slot);
+            let bytes = slot.take_for(want);
+            if bytes.is_none() && blocking && slot.blocked_since.is_none() {
+                slot.blocked_since = Some(Instant::now());
+            }
+            (bytes?, slot.small)
+        };
+        Some(Message::Data {
+            epoch: want.epoch,
+            offset: want.offset,
+            bytes: owned(bytes, small),
+        })
+    }
+
+    /// Has `task` woken by the next handoff (or [`Inlet::wake_task`]); `false` if the
+    /// driver is gone.
+    pub(crate) fn register_task(&self, task: &Waker) -> bool {
+        let mut slot = lock(&self.slot);
+        if slot.closed {
+            return false;
+        }
+        match &slot.task {
+            Some(current) if current.will_wake(task) => {}
+            _ => slot.task = Some(task.clone()),
+        }
+        true
+    }
+
+    /// Forgets a registered task that got what it waited for.
+    pub(crate) fn clear_task(&self) {
+        lock(&self.slot).task = None;
+    }
+
+    /// Wakes a registered task (the reading turn it waited for is free).
+    pub(crate) fn wake_task(&self) {
+        let task = lock(&self.slot).task.take();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+
+    pub(crate) fn front(&self) -> Front {
+        lock(&self.slot).front
+    }
+
+    /// Whether a reader or a task is waiting for bytes (the UI calls that buffering).
+    pub(crate) fn is_waiting(&self) -> bool {
+        let slot = lock(&self.slot);
+        slot.blocked_since.is_some() || slot.task.is_some()
+    }
+
+    /// Whether the channel is full: the driver is held back, not stalled.
+    pub(crate) fn is_full(&self) -> bool {
+        self.data.is_full()
+    }
+}

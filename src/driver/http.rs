@@ -1,0 +1,258 @@
+//! One HTTP request: the headers we send, redirects followed by hand (the final URL is
+//! reused, https→http refused, credentials kept with their origin), and the answer's
+//! head, checked by `range_policy` against the validators pinned on the first response.
+
+use std::time::Instant;
+
+use ureq::http::Response;
+use ureq::{Agent, Body};
+use url::Url;
+
+use super::retry::{classify, open_timed_out, Failure, Transient};
+use super::status::Status;
+use crate::options::is_secret_header;
+use crate::range_policy::{
+    follow_redirect, plan_response, range_header, Plan, Refusal, Requested, ResponseHead,
+    Validators,
+};
+use crate::{FileError, FileSourceOptions};
+
+/// The request side of a session: agent, where requests go, and the resource's identity.
+pub(crate) struct Http {
+    agent: Agent,
+    options: FileSourceOptions,
+    /// Where requests go: the URL the last redirect led to.
+    url: Url,
+    /// Credentials go only to the origin they were given for, whatever redirects did.
+    origin: url::Origin,
+    /// A body abandoned for a new fetch: closed after the new request went out, so the
+    /// close (with megabytes unread) is off the seek's critical path.
+    retired: Option<ureq::BodyReader<'static>>,
+    /// The validators of the version this session serves.
+    pub pinned: Option<Validators>,
+    /// The pinned validators came from a partial cache file and await the server's word.
+    pub pinned_from_cache: bool,
+}
+
+/// A response whose head has been checked.
+pub(crate) struct Answer {
+    pub head: ResponseHead,
+    pub plan: Plan,
+    pub body: ureq::BodyReader<'static>,
+}
+
+impl Http {
+    pub(crate) fn new(url: Url, options: FileSourceOptions, pinned: Option<Validators>) -> Self {
+        Http {
+            agent: build_agent(&options),
+            origin: url.origin(),
+            retired: None,
+            pinned_from_cache: pinned.is_some(),
+            pinned,
+            url,
+            options,
+        }
+    }
+
+    pub(crate) fn agent(&self) -> &Agent {
+        &self.agent
+    }
+
+    /// After a cancel (`Agent::shutdown`) the agent refuses requests: a fresh one.
+    pub(crate) fn rebuild_agent(&mut self) {
+        self.agent = build_agent(&self.options);
+    }
+
+    /// The URL requests go to, redacted.
+    pub(crate) fn shown_url(&self) -> String {
+        redact(&self.url)
+    }
+
+    /// Keeps an abandoned body to close after the next request went out.
+    pub(crate) fn retire(&mut self, body: ureq::BodyReader<'static>) {
+        self.retired = Some(body);
+    }
+
+    /// Closes an abandoned body now (the driver is idle).
+    pub(crate) fn close_retired(&mut self) {
+        self.retired = None;
+    }
+
+    /// Sends the request (following redirects) and checks its answer. `deadline` bounds
+    /// every wait of the attempt (while opening).
+    pub(crate) fn request(
+        &mut self,
+        requested: Requested,
+        deadline: Option<Instant>,
+        status: &Status,
+    ) -> Result<Answer, Failure> {
+        let (url, response) = self.follow(requested, deadline, status)?;
+        let head = response_head(&response);
+        let plan = self.plan(requested, &head, &url)?;
+        // Later requests go straight to where the redirects led.
+        self.url = url;
+        Ok(Answer {
+            head,
+            plan,
+            body: response.into_body().into_reader(),
+        })
+    }
+
+    fn follow(
+        &mut self,
+        requested: Requested,
+        deadline: Option<Instant>,
+        status: &Status,
+    ) -> Result<(Url, Response<Body>), Failure> {
+        let mut url = self.url.clone();
+        let mut hops = 0;
+        loop {
+            let response = self.call(&url, requested, deadline, status);
+            // The new request is out: now the abandoned body may be closed.
+            self.retired = None;
+            let response = response?;
+            let location = header(&response, "location");
+            match (response.status().as_u16(), location) {
+                (301 | 302 | 303 | 307 | 308, Some(location)) => {
+                    hops += 1;
+                    if hops > self.options.max_redirects {
+                        return Err(Failure::Fatal(FileError::Protocol(format!(
+                            "more than {} redirects",
+                            self.options.max_redirects
+                        ))));
+                    }
+                    url = follow_redirect(&url, &location).map_err(Failure::Fatal)?;
+                }
+                _ => return Ok((url, response)),
+            }
+        }
+    }
+
+    fn plan(
+        &mut self,
+        requested: Requested,
+        head: &ResponseHead,
+        url: &Url,
+    ) -> Result<Plan, Failure> {
+        match plan_response(requested, head, self.pinned.as_ref(), &redact(url)) {
+            Ok(plan) => Ok(plan),
+            Err(Refusal::Transient {
+                status,
+                retry_after,
+            }) => Err(Failure::Transient(Transient {
+                status: Some(status),
+                retry_after,
+                ..Transient::new(format!("HTTP {status} from {}", redact(url)))
+            })),
+            Err(Refusal::Fatal(FileError::ResourceChanged(_))) if self.pinned_from_cache => {
+                // Nothing has been handed out yet: drop the stale bytes and start afresh.
+                self.pinned = None;
+                self.pinned_from_cache = false;
+                Err(Failure::Restart)
+            }
+            Err(Refusal::Fatal(error)) => Err(Failure::Fatal(error)),
+        }
+    }
+
+    fn call(
+        &self,
+        url: &Url,
+        requested: Requested,
+        deadline: Option<Instant>,
+        status: &Status,
+    ) -> Result<Response<Body>, Failure> {
+        status.count_request();
+        let range = requested
+            .ranged
+            .then(|| range_header(requested.start, requested.end));
+        log::debug!(
+            "kithara-file: GET {} ({})",
+            redact(url),
+            range.as_deref().unwrap_or("whole body")
+        );
+        let mut request = self
+            .agent
+            .get(url.as_str())
+            .header("Accept-Encoding", "identity");
+        if let Some(range) = range {
+            request = request.header("Range", range);
+            if requested.start > 0 || requested.end.is_some() {
+                if let Some(validator) = self.pinned.as_ref().and_then(Validators::if_range) {
+                    request = request.header("If-Range", validator);
+                }
+            }
+        }
+        let same_origin = url.origin() == self.origin;
+        for (name, value) in &self.options.headers {
+            // Credentials stay with the origin they were given for.
+            if same_origin || !is_secret_header(name) {
+                request = request.header(name.as_str(), value.as_str());
+            }
+        }
+        let Some(deadline) = deadline else {
+            return request.call().map_err(classify);
+        };
+        // Opening: no wait of this attempt may outlast the open timeout.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Failure::Fatal(open_timed_out(
+                "before the request was sent",
+            )));
+        }
+        request
+            .config()
+            .timeout_resolve(Some(left))
+            .timeout_connect(Some(self.options.connect_timeout.min(left)))
+            .timeout_recv_response(Some(self.options.read_timeout.min(left)))
+            .timeout_per_read(Some(self.options.read_timeout.min(left)))
+            .build()
+            .call()
+            .map_err(classify)
+    }
+}
+
+fn build_agent(options: &FileSourceOptions) -> Agent {
+    Agent::config_builder()
+        .http_status_as_error(false)
+        // Redirects are followed by hand: the https-to-http check and the final URL need it.
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_connect(Some(options.connect_timeout))
+        .timeout_recv_response(Some(options.read_timeout))
+        .timeout_per_read(Some(options.read_timeout))
+        .user_agent(options.user_agent.as_str())
+        .build()
+        .into()
+}
+
+fn header(response: &Response<Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.trim().to_string())
+}
+
+fn response_head(response: &Response<Body>) -> ResponseHead {
+    ResponseHead {
+        status: response.status().as_u16(),
+        content_range: header(response, "content-range"),
+        content_length: header(response, "content-length").and_then(|v| v.parse().ok()),
+        content_encoding: header(response, "content-encoding"),
+        content_type: header(response, "content-type"),
+        etag: header(response, "etag"),
+        last_modified: header(response, "last-modified"),
+        retry_after: header(response, "retry-after"),
+    }
+}
+
+/// The URL without credentials, for errors and logs.
+pub(crate) fn redact(url: &Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut clean = url.clone();
+    let _ = clean.set_username("");
+    let _ = clean.set_password(None);
+    clean.to_string()
+}

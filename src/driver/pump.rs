@@ -1,0 +1,296 @@
+//! A response body into the handoff: every socket read is staged at once (a waiting
+//! reader may take it), full chunks are sent, and chunk buffers are recycled once the
+//! reader has dropped them (no zeroing of a fresh buffer per chunk: memset was half of
+//! the driver's instructions before).
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::handoff::{Message, Staged, Staging};
+use super::retry::{classify, Failure, Transient};
+use super::run::{Driver, Interrupt};
+use super::Fetch;
+
+/// The first bytes of every response reach a waiting reader read by read: a decoder's
+/// first read after an open or a seek must not wait for a chunk to fill.
+const URGENT_BYTES: u64 = 64 * 1024;
+
+/// An open response: its body and where its bytes go.
+pub(crate) struct OpenBody {
+    pub body: ureq::BodyReader<'static>,
+    /// Body bytes to discard first (a `200` full body answering a later start).
+    pub skip: u64,
+    /// The offset after the last byte the body carries, when known.
+    pub end: Option<u64>,
+    /// Bytes below this offset go out to a waiting reader at once.
+    pub urgent_until: u64,
+}
+
+impl OpenBody {
+    pub(crate) fn new(
+        body: ureq::BodyReader<'static>,
+        start: u64,
+        skip: u64,
+        end: Option<u64>,
+    ) -> Self {
+        OpenBody {
+            body,
+            skip,
+            end,
+            urgent_until: start.saturating_add(URGENT_BYTES),
+        }
+    }
+}
+
+/// How pumping a body ended.
+pub(crate) enum Pumped {
+    /// The body ended where it said it would (or the fetch has all it asked for).
+    Complete,
+    Interrupted(Interrupt),
+    Failed(Failure),
+}
+
+/// What one socket read gave.
+enum Read1 {
+    More,
+    /// The body ended (cleanly, or past what the response promised).
+    Ended,
+    Failed(std::io::Error),
+}
+
+/// Chunk buffers: the one being filled, and whole chunks kept for reuse.
+pub(crate) struct BufferPool {
+    chunk_size: usize,
+    spare: BytesMut,
+    recycled: VecDeque<Bytes>,
+    limit: usize,
+}
+
+impl BufferPool {
+    pub(crate) fn new(chunk_size: usize, limit: usize) -> Self {
+        BufferPool {
+            chunk_size,
+            spare: BytesMut::new(),
+            recycled: VecDeque::new(),
+            limit,
+        }
+    }
+
+    /// The unfilled rest of the current buffer; a new one when it is used up.
+    fn spare(&mut self) -> &mut BytesMut {
+        if self.spare.is_empty() {
+            self.spare = self.take();
+        }
+        &mut self.spare
+    }
+
+    /// Starts the next read in a buffer of its own (a new fetch), so chunks stay whole.
+    pub(crate) fn fresh(&mut self) {
+        self.spare = BytesMut::new();
+    }
+
+    /// A recycled buffer the reader is done with, else a fresh one.
+    fn take(&mut self) -> BytesMut {
+        if let Some(oldest) = self.recycled.pop_front() {
+            match oldest.try_into_mut() {
+                Ok(buffer) if buffer.len() == self.chunk_size => return buffer,
+                Ok(_) => {}
+                Err(still_shared) => self.recycled.push_front(still_shared),
+            }
+        }
+        BytesMut::zeroed(self.chunk_size)
+    }
+
+    /// Keeps a chunk that spans a whole buffer, to reuse once the reader drops it.
+    fn keep(&mut self, chunk: &Bytes) {
+        if chunk.len() != self.chunk_size {
+            return;
+        }
+        if self.recycled.len() >= self.limit {
+            self.recycled.pop_front();
+        }
+        self.recycled.push_back(chunk.clone());
+    }
+}
+
+impl Driver {
+    /// Moves a body into the handoff until it ends, fails, or a command interrupts.
+    /// `position` follows the bytes delivered.
+    pub(crate) fn pump(&mut self, fetch: Fetch, open: &mut OpenBody, position: &mut u64) -> Pumped {
+        let result = loop {
+            if let Some(interrupt) = self.poll_interrupt() {
+                break Pumped::Interrupted(interrupt);
+            }
+            match self.read_once(fetch.epoch, open, position) {
+                Ok(Read1::More) => {}
+                Ok(Read1::Ended) => break self.body_ended(open, *position),
+                Ok(Read1::Failed(error)) => {
+                    break Pumped::Failed(classify(ureq::Error::from(error)))
+                }
+                Err(interrupt) => break Pumped::Interrupted(interrupt),
+            }
+            if fetch.end.is_some_and(|end| *position >= end) {
+                break Pumped::Complete;
+            }
+        };
+        match result {
+            Pumped::Interrupted(interrupt) => {
+                self.abandon_staged();
+                Pumped::Interrupted(interrupt)
+            }
+            other => match self.flush(fetch.epoch) {
+                Ok(()) => other,
+                Err(interrupt) => Pumped::Interrupted(interrupt),
+            },
+        }
+    }
+
+    /// The first read of the first body, on the caller's thread: its bytes wait in the
+    /// handoff for the first `read`. Returns the body while it has more to give.
+    pub(crate) fn pump_first(
+        &mut self,
+        fetch: Fetch,
+        mut open: OpenBody,
+        position: &mut u64,
+    ) -> Option<OpenBody> {
+        match self.read_once(fetch.epoch, &mut open, position) {
+            Ok(Read1::More) => Some(open),
+            // Ended or failed: the driver thread's loop sees where it stands and goes on.
+            _ => {
+                let _ = self.flush(fetch.epoch);
+                self.end_request();
+                None
+            }
+        }
+    }
+
+    /// One socket read, staged. `Err` when a command came while the channel was full.
+    fn read_once(
+        &mut self,
+        epoch: u64,
+        open: &mut OpenBody,
+        position: &mut u64,
+    ) -> Result<Read1, Interrupt> {
+        let spare = self.pool.spare();
+        let n = match open.body.read(spare) {
+            Ok(0) => return Ok(Read1::Ended),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(Read1::More),
+            Err(e) => return Ok(Read1::Failed(e)),
+        };
+        let mut piece = spare.split_to(n);
+        let full = spare.is_empty();
+        self.status.count_fetched(n);
+        let skip = open.skip.min(n as u64);
+        piece.advance(skip as usize);
+        open.skip -= skip;
+        // Never past the end the response promised (a lying Content-Length).
+        let usable = open
+            .end
+            .map_or(piece.len() as u64, |end| end.saturating_sub(*position));
+        let over = usable < piece.len() as u64;
+        if over {
+            piece.truncate(usable as usize);
+        }
+        if !piece.is_empty() {
+            let offset = *position;
+            *position += piece.len() as u64;
+            let urgent = offset < open.urgent_until;
+            self.deliver(epoch, offset, piece, urgent, full)?;
+        }
+        Ok(if over { Read1::Ended } else { Read1::More })
+    }
+
+    /// Stages one read's bytes; sends the chunk when it is full or a reader waits for it.
+    fn deliver(
+        &mut self,
+        epoch: u64,
+        offset: u64,
+        piece: BytesMut,
+        urgent: bool,
+        full: bool,
+    ) -> Result<(), Interrupt> {
+        self.coverage.insert(offset..offset + piece.len() as u64);
+        let staging = self.outlet.stage(epoch, offset, piece, urgent, full);
+        let sent = self.send_staging(epoch, staging);
+        self.after_delivery();
+        sent
+    }
+
+    /// Bytes of an abandoned fetch (or of a driver that ends) still belong in the cache,
+    /// never to the reader.
+    pub(crate) fn abandon_staged(&mut self) {
+        let staging = self.outlet.unstage();
+        self.cache_staging(staging, true);
+    }
+
+    /// Sends whatever is staged: the body ended, failed or is done.
+    pub(crate) fn flush(&mut self, epoch: u64) -> Result<(), Interrupt> {
+        let staging = self.outlet.unstage();
+        self.send_staging(epoch, staging)
+    }
+
+    fn send_staging(&mut self, epoch: u64, staging: Staging) -> Result<(), Interrupt> {
+        self.cache_staging(
+            Staging {
+                send: None,
+                taken: staging.taken,
+            },
+            false,
+        );
+        match staging.send {
+            Some(staged) => self.send_chunk(epoch, staged),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes taken bytes (and, when `abandoned`, a staged chunk nobody will read) to the cache.
+    fn cache_staging(&mut self, staging: Staging, abandoned: bool) {
+        for (offset, bytes) in staging.taken {
+            self.sink.write(offset, &bytes);
+        }
+        if let (true, Some(staged)) = (abandoned, staging.send) {
+            self.sink.write(staged.offset, &staged.bytes);
+        }
+        self.commit_when_complete();
+    }
+
+    fn send_chunk(&mut self, epoch: u64, staged: Staged) -> Result<(), Interrupt> {
+        let offset = staged.offset;
+        let bytes = self.outlet.seal(staged);
+        self.pool.keep(&bytes);
+        // Written before it goes out: the reader may look for it on disk next.
+        self.sink.write(offset, &bytes);
+        let sent = self.outlet.send(
+            Message::Data {
+                epoch,
+                offset,
+                bytes,
+            },
+            &self.commands,
+            &self.stop,
+        );
+        // After the send: the reader is not kept waiting for the fsyncs of a commit.
+        self.commit_when_complete();
+        sent
+    }
+
+    /// The body reported its end: complete where it promised, else a truncation to resume.
+    /// A body of unknown length that ends cleanly ends the file.
+    fn body_ended(&self, open: &OpenBody, position: u64) -> Pumped {
+        match open.end {
+            Some(end) if position < end => Pumped::Failed(Failure::Transient(Transient::new(
+                format!("the body ended at byte {position} of {end}"),
+            ))),
+            Some(_) => Pumped::Complete,
+            None => {
+                if self.status.size().is_none() {
+                    self.status.set_size(position);
+                }
+                Pumped::Complete
+            }
+        }
+    }
+}

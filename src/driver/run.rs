@@ -1,0 +1,225 @@
+//! The driver thread's life: opened on the caller's thread, taken over by the thread,
+//! then a loop over the session's fetches until the stop signal or the session is gone;
+//! on the way out the cache is committed (if complete) or checkpointed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{select, Receiver, TryRecvError};
+
+use super::cache_sink::CacheSink;
+use super::cancel::Cancel;
+use super::handoff::Outlet;
+use super::http::Http;
+use super::pump::{BufferPool, OpenBody};
+use super::report::Report;
+use super::retry::Retries;
+use super::status::Status;
+use super::stop::StopWatch;
+use super::{channel_capacity, chunk_size, Command, DriverSpec, Fetch, Opened};
+use crate::range_set::RangeSet;
+use crate::FileError;
+
+/// What stops the driver's current work.
+#[derive(Debug)]
+pub(crate) enum Interrupt {
+    /// The reader wants other bytes.
+    Fetch(Fetch),
+    /// Stopped, or the session is gone.
+    Exit,
+}
+
+impl Interrupt {
+    pub(crate) fn from_command(command: Option<Command>) -> Self {
+        match command {
+            Some(Command::Fetch(fetch)) => Interrupt::Fetch(fetch),
+            None => Interrupt::Exit,
+        }
+    }
+}
+
+/// What the driver does after a fetch.
+pub(crate) enum Flow {
+    /// Wait for the next command.
+    Idle,
+    Next(Fetch),
+    Exit,
+}
+
+impl From<Interrupt> for Flow {
+    fn from(interrupt: Interrupt) -> Self {
+        match interrupt {
+            Interrupt::Fetch(fetch) => Flow::Next(fetch),
+            Interrupt::Exit => Flow::Exit,
+        }
+    }
+}
+
+/// The ends of the session's channels the driver holds.
+pub(crate) struct Parts {
+    pub outlet: Outlet,
+    pub commands: Receiver<Command>,
+    pub stop: StopWatch,
+    pub status: Arc<Status>,
+    pub cancel: Arc<Cancel>,
+}
+
+pub(crate) struct Driver {
+    pub(crate) http: Http,
+    pub(crate) pool: BufferPool,
+    pub(crate) sink: CacheSink,
+    pub(crate) outlet: Outlet,
+    pub(crate) commands: Receiver<Command>,
+    pub(crate) stop: StopWatch,
+    pub(crate) status: Arc<Status>,
+    pub(crate) cancel: Arc<Cancel>,
+    pub(crate) report: Report,
+    pub(crate) retries: Retries,
+    /// Every byte this session has received or found in the cache: complete means complete.
+    pub(crate) coverage: RangeSet,
+    pub(crate) content_type: Option<String>,
+}
+
+/// A driver whose first request has been answered, ready to move into its thread.
+pub(crate) struct Opening {
+    driver: Driver,
+    first: Fetch,
+    /// Where the first fetch stands, and its body if it is still open.
+    offset: u64,
+    body: Option<OpenBody>,
+}
+
+impl Opening {
+    /// Sends the first request and reads its first bytes on the calling thread, bounded
+    /// by the open timeout: the first byte then costs no thread handoff.
+    pub(crate) fn open(spec: DriverSpec, parts: Parts) -> Result<Opening, FileError> {
+        let mut driver = Driver::new(&spec, parts);
+        let deadline = Instant::now() + spec.options.open_timeout;
+        driver.retries.set_deadline(Some(deadline));
+        let mut first = spec.first;
+        driver.outlet.begin(first.epoch, first.start);
+        let mut offset = first.start;
+        let body = driver.open_first(&mut first, &mut offset)?;
+        driver.retries.set_deadline(None);
+        Ok(Opening {
+            driver,
+            first,
+            offset,
+            body,
+        })
+    }
+
+    pub(crate) fn opened(&self) -> Opened {
+        Opened {
+            content_type: self.driver.content_type.clone(),
+            first: self.first,
+        }
+    }
+
+    /// The thread's loop.
+    pub(crate) fn run(self) {
+        let Opening {
+            mut driver,
+            first,
+            offset,
+            body,
+        } = self;
+        let mut flow = driver.fetch(first, offset, body);
+        loop {
+            let fetch = match flow {
+                Flow::Idle => match driver.wait_command() {
+                    Some(fetch) => fetch,
+                    None => break,
+                },
+                Flow::Next(fetch) => fetch,
+                Flow::Exit => break,
+            };
+            driver.outlet.begin(fetch.epoch, fetch.start);
+            driver.pool.fresh();
+            flow = driver.fetch(fetch, fetch.start, None);
+        }
+        driver.abandon_staged();
+        driver.sink.finish();
+    }
+}
+
+impl Driver {
+    fn new(spec: &DriverSpec, parts: Parts) -> Self {
+        let look_ahead = spec.options.look_ahead;
+        let sink = CacheSink::new(
+            spec.partial.clone(),
+            spec.options.events.clone(),
+            Arc::clone(&parts.status),
+        );
+        parts.outlet.keep_taken(sink.is_active());
+        let mut coverage = RangeSet::default();
+        for range in sink.covered() {
+            coverage.insert(range);
+        }
+        Driver {
+            http: Http::new(spec.url.clone(), spec.options.clone(), spec.pinned.clone()),
+            pool: BufferPool::new(chunk_size(look_ahead), channel_capacity(look_ahead) + 8),
+            sink,
+            outlet: parts.outlet,
+            commands: parts.commands,
+            stop: parts.stop,
+            status: parts.status,
+            cancel: parts.cancel,
+            report: Report::new(spec.options.events.clone()),
+            retries: Retries::new(&spec.options),
+            coverage,
+            content_type: None,
+        }
+    }
+
+    /// A command that arrived meanwhile, or the stop.
+    pub(crate) fn poll_interrupt(&self) -> Option<Interrupt> {
+        if self.stop.is_stopped() {
+            return Some(Interrupt::Exit);
+        }
+        match self.commands.try_recv() {
+            Ok(command) => Some(Interrupt::from_command(Some(command))),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(Interrupt::Exit),
+        }
+    }
+
+    /// Idle: waits for the next fetch; `None` once stopped or the session is gone.
+    fn wait_command(&mut self) -> Option<Fetch> {
+        // Nothing will follow an abandoned body now: close it.
+        self.http.close_retired();
+        match self.wait_interrupt() {
+            Interrupt::Fetch(fetch) => Some(fetch),
+            Interrupt::Exit => None,
+        }
+    }
+
+    /// Blocks until a command or the stop.
+    pub(crate) fn wait_interrupt(&self) -> Interrupt {
+        select! {
+            recv(self.commands) -> command => Interrupt::from_command(command.ok()),
+            recv(self.stop.receiver()) -> _ => Interrupt::Exit,
+        }
+    }
+
+    /// Commits the cache body once the whole file is here (idempotent, cheap otherwise).
+    pub(crate) fn commit_when_complete(&mut self) {
+        if self.report.is_complete() {
+            self.sink.commit_if_complete();
+        }
+    }
+
+    /// Bookkeeping after bytes went out: events, and the moment the file is complete.
+    pub(crate) fn after_delivery(&mut self) {
+        self.report.delivered(&self.status);
+        if self.report.is_complete() {
+            return;
+        }
+        if let Some(size) = self.status.size() {
+            if self.coverage.covers_all(size) {
+                self.report.complete(&self.status);
+                self.commit_when_complete();
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! What the driver reports, readable from every handle at any time without waiting: each
+//! field is an atomic the driver updates as it goes.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::events::{DownloadState, StateCell};
+
+/// "Length unknown". `range_policy` never accepts a length this large, so the sentinel
+/// cannot collide with a real one.
+const UNKNOWN_SIZE: u64 = u64::MAX;
+
+/// A session's download, as the driver last reported it.
+#[derive(Debug)]
+pub(crate) struct Status {
+    size: AtomicU64,
+    ranges: AtomicBool,
+    state: StateCell,
+    requests: AtomicU64,
+    bytes_fetched: AtomicU64,
+    retries: AtomicU64,
+    /// A cache commit is under way: dropping the session waits for it.
+    committing: AtomicBool,
+    /// This session committed the asset's body to the cache.
+    committed: AtomicBool,
+}
+
+impl Status {
+    /// `ranges`: whether seeks may use Range requests (the option; the server may turn it off).
+    pub(crate) fn new(size: Option<u64>, ranges: bool, state: DownloadState) -> Self {
+        Status {
+            size: AtomicU64::new(size.unwrap_or(UNKNOWN_SIZE)),
+            ranges: AtomicBool::new(ranges),
+            state: StateCell::new(state),
+            requests: AtomicU64::new(0),
+            bytes_fetched: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            committing: AtomicBool::new(false),
+            committed: AtomicBool::new(false),
+        }
+    }
+
+    /// The length of the file, once known.
+    pub(crate) fn size(&self) -> Option<u64> {
+        match self.size.load(Ordering::Acquire) {
+            UNKNOWN_SIZE => None,
+            size => Some(size),
+        }
+    }
+
+    pub(crate) fn set_size(&self, size: u64) {
+        self.size
+            .store(size.min(UNKNOWN_SIZE - 1), Ordering::Release);
+    }
+
+    pub(crate) fn forget_size(&self) {
+        self.size.store(UNKNOWN_SIZE, Ordering::Release);
+    }
+
+    /// Whether seeks may start Range requests: the options allow it and the server has not
+    /// shown that it ignores them.
+    pub(crate) fn ranges(&self) -> bool {
+        self.ranges.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn disable_ranges(&self) {
+        self.ranges.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn state(&self) -> DownloadState {
+        self.state.get()
+    }
+
+    pub(crate) fn set_state(&self, state: DownloadState) {
+        self.state.set(state);
+    }
+
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn bytes_fetched(&self) -> u64 {
+        self.bytes_fetched.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_fetched(&self, bytes: usize) {
+        self.bytes_fetched
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_committing(&self) -> bool {
+        self.committing.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_committing(&self, committing: bool) {
+        self.committing.store(committing, Ordering::Release);
+    }
+
+    /// Whether this session committed the asset's body.
+    pub(crate) fn is_committed(&self) -> bool {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_committed(&self) {
+        self.committed.store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,199 @@
+//! From a URL (and maybe a cache) to a session: a complete cached body is served from
+//! disk with no request; otherwise a remote session starts, resuming a partial download
+//! when this session can be the asset's writer.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use url::Url;
+
+use super::cached::Cached;
+use super::remote::Remote;
+use super::{CacheUse, FileSession, Inner, SessionState, Source};
+use crate::cache::{AssetCache, AssetId, AssetLease};
+use crate::driver::{self, redact, DriverSpec, Fetch, Status, StopSignal};
+use crate::events::{DownloadState, FileEvent};
+use crate::range_policy::Validators;
+use crate::{FileError, FileSourceOptions};
+
+/// Opens a session, through `cache` when given.
+pub(super) fn open(
+    url: Url,
+    options: FileSourceOptions,
+    cache: Option<AssetCache>,
+) -> Result<FileSession, FileError> {
+    validate_url(&url)?;
+    options.validate()?;
+    let asset_id = match &options.cache_key {
+        Some(key) => AssetId::from_key(key),
+        None => AssetId::from_url(&url),
+    };
+    let cache_use = match cache.map(|cache| cache.lease(&asset_id)) {
+        Some(Ok(lease)) => {
+            if let Some(session) = open_complete(&lease, &url, &options, &asset_id) {
+                return Ok(session);
+            }
+            match claim_writer(lease, &url, &options, &asset_id) {
+                Ok(session) => return Ok(session),
+                Err(cache_use) => Some(cache_use),
+            }
+        }
+        // A broken cache only turns caching off.
+        Some(Err(_)) | None => None,
+    };
+    start_remote(url, options, asset_id, cache_use)
+}
+
+/// Becomes the asset's writer when no one else is. `Ok` is a session served from a
+/// partial download that turned out complete; `Err` is how the remote session uses the
+/// cache.
+fn claim_writer(
+    lease: AssetLease,
+    url: &Url,
+    options: &FileSourceOptions,
+    asset_id: &AssetId,
+) -> Result<FileSession, CacheUse> {
+    let partial = match lease.begin_write() {
+        Ok(Some(partial)) => partial,
+        // Another session or process writes it (or the entry is broken): read only.
+        _ => return Err(CacheUse::reader(lease)),
+    };
+    if !partial.is_complete() {
+        return Err(CacheUse {
+            lease,
+            partial: Some(partial),
+        });
+    }
+    // Everything was downloaded but never committed (a crash at the very end).
+    let committed = partial.commit().is_ok();
+    drop(partial);
+    if committed {
+        if let Some(session) = open_complete(&lease, url, options, asset_id) {
+            return Ok(session);
+        }
+    }
+    Err(CacheUse::reader(lease))
+}
+
+impl CacheUse {
+    fn reader(lease: AssetLease) -> Self {
+        CacheUse {
+            lease,
+            partial: None,
+        }
+    }
+}
+
+/// A session over a complete cached body: the whole file is one chunk, no driver thread.
+fn open_complete(
+    lease: &AssetLease,
+    url: &Url,
+    options: &FileSourceOptions,
+    asset_id: &AssetId,
+) -> Option<FileSession> {
+    let (body, _meta) = lease.complete_body()?;
+    let len = body.len() as u64;
+    if let Some(events) = &options.events {
+        events.emit(FileEvent::Opened {
+            length: Some(len),
+            content_type: None,
+            from_cache: true,
+        });
+    }
+    let status = Status::new(Some(len), options.range_seek, DownloadState::Complete);
+    let inner = Inner {
+        state: SessionState {
+            status: Arc::new(status),
+            stop: StopSignal::new(),
+            position: AtomicU64::new(0),
+        },
+        source: Source::Cached(Cached::new(body)),
+        asset_id: asset_id.clone(),
+        url: redact(url),
+        content_type: None,
+        cache: Some(CacheUse::reader(lease.clone())),
+        events: options.events.clone(),
+    };
+    Some(FileSession {
+        inner: Arc::new(inner),
+    })
+}
+
+fn validate_url(url: &Url) -> Result<(), FileError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(FileError::InvalidUrl(format!(
+            "{}: only http and https are supported",
+            redact(url)
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(FileError::InvalidUrl(format!("{}: no host", redact(url))));
+    }
+    Ok(())
+}
+
+/// A session over the network; with a partial file it first fetches the first gap.
+fn start_remote(
+    url: Url,
+    options: FileSourceOptions,
+    asset_id: AssetId,
+    cache: Option<CacheUse>,
+) -> Result<FileSession, FileError> {
+    let partial = cache.as_ref().and_then(|c| c.partial.clone());
+    // Bytes a previous run left are pinned to its validators; fetch the first gap only.
+    let pinned = partial
+        .as_ref()
+        .and_then(|p| p.meta())
+        .map(|meta| Validators {
+            etag: meta.etag,
+            last_modified: meta.last_modified,
+            size: Some(meta.len),
+        });
+    let first = match &partial {
+        Some(p) if pinned.is_some() => {
+            let start = p.covered_end(0).unwrap_or(0);
+            Fetch {
+                epoch: 0,
+                start,
+                end: p.next_covered_start(start),
+            }
+        }
+        _ => Fetch {
+            epoch: 0,
+            start: 0,
+            end: None,
+        },
+    };
+    let status = Arc::new(Status::new(
+        pinned.as_ref().and_then(|p| p.size),
+        options.range_seek,
+        DownloadState::Connecting,
+    ));
+    let stop = StopSignal::new();
+    let events = options.events.clone();
+    let url_text = redact(&url);
+    let spec = DriverSpec {
+        url,
+        options,
+        first,
+        pinned,
+        partial: partial.clone(),
+    };
+    let (driver, opened) = driver::start(spec, Arc::clone(&status), &stop)?;
+    let inner = Inner {
+        state: SessionState {
+            status,
+            stop,
+            position: AtomicU64::new(0),
+        },
+        source: Source::Remote(Remote::new(driver, opened.first, partial)),
+        asset_id,
+        url: url_text,
+        content_type: opened.content_type,
+        cache,
+        events,
+    };
+    Ok(FileSession {
+        inner: Arc::new(inner),
+    })
+}
