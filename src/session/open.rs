@@ -10,7 +10,7 @@ use url::Url;
 use super::cached::Cached;
 use super::remote::Remote;
 use super::{CacheUse, FileSession, Inner, SessionState, Source};
-use crate::cache::{AssetCache, AssetId, AssetLease};
+use crate::cache::{AssetCache, AssetId, AssetLease, PartialFile};
 use crate::driver::{self, redact, DriverSpec, Fetch, Status, StopSignal};
 use crate::events::{DownloadState, FileEvent};
 use crate::range_policy::Validators;
@@ -132,6 +132,31 @@ fn validate_url(url: &Url) -> Result<(), FileError> {
     Ok(())
 }
 
+/// Bytes a previous run left are pinned to its validators: the first fetch is the first
+/// gap only. Without them, everything from byte 0.
+fn resume_point(partial: Option<&PartialFile>) -> (Option<Validators>, Fetch) {
+    let whole = Fetch {
+        epoch: 0,
+        start: 0,
+        end: None,
+    };
+    let Some((partial, meta)) = partial.and_then(|p| Some((p, p.meta()?))) else {
+        return (None, whole);
+    };
+    let pinned = Validators {
+        etag: meta.etag,
+        last_modified: meta.last_modified,
+        size: Some(meta.len),
+    };
+    let start = partial.covered_end(0).unwrap_or(0);
+    let first = Fetch {
+        epoch: 0,
+        start,
+        end: partial.next_covered_start(start),
+    };
+    (Some(pinned), first)
+}
+
 /// A session over the network; with a partial file it first fetches the first gap.
 fn start_remote(
     url: Url,
@@ -140,30 +165,7 @@ fn start_remote(
     cache: Option<CacheUse>,
 ) -> Result<FileSession, FileError> {
     let partial = cache.as_ref().and_then(|c| c.partial.clone());
-    // Bytes a previous run left are pinned to its validators; fetch the first gap only.
-    let pinned = partial
-        .as_ref()
-        .and_then(|p| p.meta())
-        .map(|meta| Validators {
-            etag: meta.etag,
-            last_modified: meta.last_modified,
-            size: Some(meta.len),
-        });
-    let first = match &partial {
-        Some(p) if pinned.is_some() => {
-            let start = p.covered_end(0).unwrap_or(0);
-            Fetch {
-                epoch: 0,
-                start,
-                end: p.next_covered_start(start),
-            }
-        }
-        _ => Fetch {
-            epoch: 0,
-            start: 0,
-            end: None,
-        },
-    };
+    let (pinned, first) = resume_point(partial.as_deref());
     let status = Arc::new(Status::new(
         pinned.as_ref().and_then(|p| p.size),
         options.range_seek,

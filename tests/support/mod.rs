@@ -157,6 +157,9 @@ pub enum Fault {
     StallAfter(u64, Duration),
     /// Send nothing for D (or until the server is dropped), then close.
     StallHeaders(Duration),
+    /// Send the headers (with the full Content-Length) and N body bytes, then the rest
+    /// one byte per D. Every pause is logged in [`TestServer::went_quiet`].
+    TrickleAfter(u64, Duration),
     /// A plain response with this status (Content-Length correct, keep-alive),
     /// an optional `Retry-After`, and this body (`text/html`).
     Status {
@@ -289,6 +292,9 @@ struct Inner {
     stop_cv: Condvar,
     conns: Mutex<Conns>,
     accepted: AtomicUsize,
+    /// When the server went quiet on a response: each stall, trickle pause and
+    /// unannounced close began.
+    stalls: Mutex<Vec<Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -299,6 +305,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     /// Sleeps for `d`, or less if the server is being dropped.
     fn stall(&self, d: Duration) {
+        lock(&self.stalls).push(Instant::now());
         let deadline = Instant::now().checked_add(d);
         let mut stopped = lock(&self.stop_flag);
         while !*stopped {
@@ -350,6 +357,7 @@ impl TestServer {
             stop_cv: Condvar::new(),
             conns: Mutex::new(Conns::default()),
             accepted: AtomicUsize::new(0),
+            stalls: Mutex::new(Vec::new()),
         });
         let accept_inner = inner.clone();
         let accept_thread = thread::Builder::new()
@@ -360,6 +368,12 @@ impl TestServer {
             inner,
             accept_thread: Some(accept_thread),
         }
+    }
+
+    /// When the server went quiet, in order: each stall, trickle pause and fault close
+    /// began (the instant it had written everything it sends before).
+    pub fn went_quiet(&self) -> Vec<Instant> {
+        lock(&self.inner.stalls).clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -816,6 +830,8 @@ enum After {
         announce: bool,
     },
     StallThenClose(Duration),
+    /// The rest of the body, one byte per pause (then keep-alive).
+    Trickle(Duration),
 }
 
 struct Plan {
@@ -1035,6 +1051,11 @@ fn handle_request(
             let n = n.min(plan.body_len());
             (plan, framing, n, After::StallThenClose(d))
         }
+        Fault::TrickleAfter(n, d) => {
+            let plan = normal_plan(&req, file.as_ref(), false);
+            let len = plan.body_len();
+            (plan, Framing::Length(len), n.min(len), After::Trickle(d))
+        }
         Fault::StallHeaders(d) => {
             inner.stall(d);
             let _ = w.shutdown(Shutdown::Both);
@@ -1145,7 +1166,10 @@ fn handle_request(
     match (result, after) {
         (Err(e), _) => Err(e),
         (Ok(()), After::KeepAlive) => Ok(true),
-        (Ok(()), After::Close { .. }) => {
+        (Ok(()), After::Close { announce }) => {
+            if !announce {
+                lock(&inner.stalls).push(Instant::now());
+            }
             let _ = w.shutdown(Shutdown::Both);
             Ok(false)
         }
@@ -1153,6 +1177,18 @@ fn handle_request(
             inner.stall(d);
             let _ = w.shutdown(Shutdown::Both);
             Ok(false)
+        }
+        (Ok(()), After::Trickle(d)) => {
+            let rest = &plan.body[plan.start + limit as usize..plan.end];
+            for byte in rest.chunks(1) {
+                inner.stall(d);
+                if inner.stopping.load(Ordering::SeqCst) {
+                    return Ok(false);
+                }
+                write_counted(w, byte, &counter)?;
+                w.flush()?;
+            }
+            Ok(true)
         }
     }
 }
