@@ -45,6 +45,7 @@ mod events;
 #[cfg(any(feature = "symphonia", feature = "symphonia-05"))]
 mod media_source;
 mod options;
+mod platform;
 mod range_policy;
 mod session;
 
