@@ -20,12 +20,15 @@ use ureq::Agent;
 use url::Url;
 
 use crate::cache::{CachedMeta, PartialFile};
+use crate::error::{at_url, classify_transport, gave_up, LastFailure, Transport};
 use crate::events::{DownloadState, EventSink, FileEvent, StateCell};
-use crate::options::{is_secret_header, FileSourceOptions};
+use crate::options::FileSourceOptions;
 use crate::range_policy::{
-    follow_redirect, plan_response, range_header, validators_of, Plan, Refusal, Requested,
-    ResponseHead, Validators,
+    follow_redirect, looks_like_portal, plan_response, range_header, refuses_ranges, retry_delay,
+    trusted_content_type, validators_of, Plan, Refusal, Requested, ResponseHead, RetryAfter,
+    Validators,
 };
+use crate::redact::redact;
 use crate::{lock, FileError};
 
 /// The largest chunk: one thread handoff per 256 KiB keeps handoff costs near zero at
@@ -164,6 +167,9 @@ impl Shared {
     }
 
     pub(crate) fn set_size(&self, size: u64) {
+        // `range_policy` refuses every length at or past `MAX_LENGTH`, so a real length
+        // never reads back as the "unknown" marker.
+        debug_assert!(size < UNKNOWN_SIZE);
         self.size.store(size, Ordering::Release);
     }
 
@@ -323,7 +329,7 @@ enum Failure {
     Transient {
         cause: String,
         status: Option<u16>,
-        retry_after: Option<Duration>,
+        retry_after: Option<RetryAfter>,
         /// The response went silent past the read timeout.
         stalled: bool,
     },
@@ -541,26 +547,20 @@ impl Driver {
                 self.stalled = true;
                 self.emit(FileEvent::Stalled);
             }
+            let last = match status {
+                Some(status) => LastFailure::Status(status),
+                None => LastFailure::Transport(cause.clone()),
+            };
             if failures > self.options.max_retries {
-                let error = FileError::Network(format!(
-                    "{cause} (gave up after {} retries)",
-                    self.options.max_retries
-                ));
+                let error = gave_up(&last, self.options.max_retries, &redact(&self.url));
                 return self.fail(fetch.epoch, error);
             }
-            let delay = match retry_after {
-                Some(wait) if wait > self.options.retry_max_delay => {
-                    let error = match status {
-                        Some(status) => FileError::HttpStatus {
-                            status,
-                            url: redact(&self.url),
-                        },
-                        None => FileError::Network(cause),
-                    };
-                    return self.fail(fetch.epoch, error);
-                }
-                Some(wait) => wait.max(self.backoff(failures)),
-                None => self.backoff(failures),
+            let backoff = self.backoff(failures);
+            let Some(delay) = retry_delay(retry_after, backoff, self.options.retry_max_delay)
+            else {
+                // The server asks for longer than the longest delay: surface it now.
+                let error = gave_up(&last, failures - 1, &redact(&self.url));
+                return self.fail(fetch.epoch, error);
             };
             self.shared.retries.fetch_add(1, Ordering::Relaxed);
             self.shared.state.set(DownloadState::Retrying);
@@ -650,6 +650,7 @@ impl Driver {
     }
 
     fn fail(&mut self, epoch: u64, error: FileError) -> Flow {
+        let error = at_url(error, &redact(&self.url));
         log::debug!("kithara-file: giving up: {error}");
         self.shared.state.set(DownloadState::Failed);
         self.emit(FileEvent::Error(error.clone()));
@@ -766,7 +767,7 @@ impl Driver {
         self.url = url;
         match plan {
             Plan::EndOfFile { size } => {
-                self.pin(&head, Some(size), true);
+                self.pin(&head, Some(size), !refuses_ranges(requested, &head));
                 self.shared.set_size(size);
                 self.announce_open(&head, fetch);
                 Ok(None)
@@ -776,13 +777,14 @@ impl Driver {
                 skip,
                 end,
                 total,
-                ranged,
+                ranged: _,
             } => {
-                self.pin(&head, total, ranged);
+                let refused = refuses_ranges(requested, &head);
+                self.pin(&head, total, !refused);
                 if let Some(total) = total {
                     self.shared.set_size(total);
                 }
-                if !ranged && requested.ranged {
+                if refused {
                     // The server ignores Range: from now on read whole bodies and skip.
                     self.shared.ranges.store(false, Ordering::Release);
                 }
@@ -825,12 +827,10 @@ impl Driver {
                 }
             }
         }
+        // Credentials stay with the origin they were given for.
         let same_origin = url.origin() == self.origin;
-        for (name, value) in &self.options.headers {
-            // Credentials stay with the origin they were given for.
-            if same_origin || !is_secret_header(name) {
-                request = request.header(name.as_str(), value.as_str());
-            }
+        for (name, value) in self.options.request_headers(same_origin) {
+            request = request.header(name, value);
         }
         request.call().map_err(classify_error)
     }
@@ -852,11 +852,7 @@ impl Driver {
             }
             // A captive portal answers 200 with a login page: stream it (the caller
             // decides), but never keep an HTML page as the asset.
-            let html = head
-                .content_type
-                .as_deref()
-                .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
-            if html {
+            if looks_like_portal(head) {
                 self.partial = None;
             }
             self.start_cache(&pinned);
@@ -875,13 +871,13 @@ impl Driver {
         if self.opened.is_some() {
             self.emit(FileEvent::Opened {
                 length: self.shared.size(),
-                content_type: head.content_type.clone(),
+                content_type: trusted_content_type(head),
                 from_cache: false,
             });
         }
         if let Some(opened) = self.opened.take() {
             let _ = opened.send(Ok(Opened {
-                content_type: head.content_type.clone(),
+                content_type: trusted_content_type(head),
                 first,
             }));
         }
@@ -890,14 +886,17 @@ impl Driver {
     /// Moves a body into the channel until it ends, fails, or a command interrupts.
     fn pump(&mut self, fetch: Fetch, mut open: OpenBody, offset: &mut u64) -> Pumped {
         let mut position = open.start;
-        let eager_until = open.start + open.skip + EAGER_BYTES;
+        let eager_until = open
+            .start
+            .saturating_add(open.skip)
+            .saturating_add(EAGER_BYTES);
         let mut paused = false;
         let result = loop {
             if let Some(flow) = self.poll_command() {
                 break Pumped::Interrupted(flow);
             }
             let mut buffer = self.take_buffer();
-            let eager = position + open.skip < eager_until;
+            let eager = position.saturating_add(open.skip) < eager_until;
             let (filled, ended, error) = self.fill(&mut open.body, &mut buffer, eager);
             if filled > 0 {
                 self.shared
@@ -906,7 +905,7 @@ impl Driver {
                 let full = buffer.freeze();
                 let skip = open.skip.min(filled as u64) as usize;
                 open.skip -= skip as u64;
-                position += skip as u64;
+                position = position.saturating_add(skip as u64);
                 // Never past the end the response promised (a lying Content-Length).
                 let usable = open.end.map_or(filled - skip, |end| {
                     (end.saturating_sub(position) as usize).min(filled - skip)
@@ -929,7 +928,7 @@ impl Driver {
                     }) {
                         break Pumped::Interrupted(flow);
                     }
-                    position += len;
+                    position = position.saturating_add(len);
                     *offset = position;
                     {
                         let mut front = lock(&self.shared.front);
@@ -1117,56 +1116,25 @@ fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<Str
 }
 
 fn response_head(response: &ureq::http::Response<ureq::Body>) -> ResponseHead {
-    ResponseHead {
-        status: response.status().as_u16(),
-        content_range: header(response, "content-range"),
-        content_length: header(response, "content-length").and_then(|v| v.parse().ok()),
-        content_encoding: header(response, "content-encoding"),
-        content_type: header(response, "content-type"),
-        etag: header(response, "etag"),
-        last_modified: header(response, "last-modified"),
-        retry_after: header(response, "retry-after"),
-    }
+    let headers = response.headers();
+    ResponseHead::parse(response.status().as_u16(), |name| {
+        headers
+            .get_all(name)
+            .iter()
+            .map(ureq::http::HeaderValue::as_bytes)
+            .collect()
+    })
 }
 
-/// Sorts a ureq failure into retry or give up.
+/// Sorts a ureq failure into retry or give up (the rule is `error::classify_transport`).
 fn classify_error(error: ureq::Error) -> Failure {
-    let transient = |cause: String, stalled: bool| Failure::Transient {
-        cause,
-        status: None,
-        retry_after: None,
-        stalled,
-    };
-    match error {
-        ureq::Error::Timeout(_) | ureq::Error::BodyStalled => {
-            transient(format!("stalled: {error}"), true)
-        }
-        // rustls reports a failed handshake or a corrupt record as InvalidData: never retried,
-        // never downgraded.
-        ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::InvalidData => {
-            Failure::Fatal(FileError::Network(format!("TLS failure: {error}")))
-        }
-        ureq::Error::Io(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
-            transient(error.to_string(), false)
-        }
-        ureq::Error::BadUri(_) => Failure::Fatal(FileError::InvalidUrl(error.to_string())),
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => {
-            Failure::Fatal(FileError::Network(format!("TLS failure: {error}")))
-        }
-        ureq::Error::Protocol(_) | ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => {
-            Failure::Fatal(FileError::Protocol(error.to_string()))
-        }
-        other => Failure::Fatal(FileError::Network(other.to_string())),
+    match classify_transport(&error) {
+        Transport::Retry { cause, stalled } => Failure::Transient {
+            cause,
+            status: None,
+            retry_after: None,
+            stalled,
+        },
+        Transport::Fatal(error) => Failure::Fatal(error),
     }
-}
-
-/// The URL without credentials, for errors and logs.
-pub(crate) fn redact(url: &Url) -> String {
-    if url.username().is_empty() && url.password().is_none() {
-        return url.to_string();
-    }
-    let mut clean = url.clone();
-    let _ = clean.set_username("");
-    let _ = clean.set_password(None);
-    clean.to_string()
 }

@@ -47,6 +47,7 @@ mod media_source;
 mod options;
 mod platform;
 mod range_policy;
+mod redact;
 mod session;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

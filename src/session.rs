@@ -18,10 +18,12 @@ use url::Url;
 
 use crate::cache::{AssetCache, AssetId, AssetLease, PartialFile};
 use crate::driver::{
-    self, redact, Command, DriverChannels, DriverSpec, Fetch, Message, Shared, CHUNK_SIZE,
+    self, Command, DriverChannels, DriverSpec, Fetch, Message, Shared, CHUNK_SIZE,
 };
 use crate::events::{DownloadState, EventSink, FileEvent, Progress};
+use crate::options::validate_url;
 use crate::range_policy::{resolve_seek, resolve_seek_bytes, SeekTargetError, Validators};
+use crate::redact::redact;
 use crate::{lock, FileError, FileSourceOptions};
 
 /// Recently read bytes kept for short backward seeks (decoders re-read headers and
@@ -186,19 +188,6 @@ fn open_complete(
     Some(FileSession {
         inner: Arc::new(inner),
     })
-}
-
-fn validate_url(url: &Url) -> Result<(), FileError> {
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(FileError::InvalidUrl(format!(
-            "{}: only http and https are supported",
-            redact(url)
-        )));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(FileError::InvalidUrl(format!("{}: no host", redact(url))));
-    }
-    Ok(())
 }
 
 fn start_session(
@@ -380,7 +369,7 @@ struct Chunk {
 
 impl Chunk {
     fn end(&self) -> u64 {
-        self.offset + self.bytes.len() as u64
+        self.offset.saturating_add(self.bytes.len() as u64)
     }
 
     fn covers(&self, position: u64) -> bool {
@@ -508,13 +497,13 @@ impl Reader {
             return true;
         }
         let front = inner.shared.front();
-        front.epoch == live.epoch && position <= front.sent_to + NEAR_AHEAD
+        front.epoch == live.epoch && position <= front.sent_to.saturating_add(NEAR_AHEAD)
     }
 
     fn remember(&mut self, chunk: Chunk) {
         // What lies ahead of the reader in the newest chunk is not read yet: it does not
         // count towards the window of recently read bytes.
-        let unread = (chunk.end() - chunk.offset.max(self.position)) as usize;
+        let unread = chunk.end().saturating_sub(chunk.offset.max(self.position)) as usize;
         self.history_bytes += chunk.bytes.len();
         self.history.push_back(chunk);
         while let Some(oldest) = self.history.front() {
@@ -681,7 +670,7 @@ impl Reader {
     }
 
     fn advance(&mut self, inner: &Inner, by: usize) {
-        self.position += by as u64;
+        self.position = self.position.saturating_add(by as u64);
         inner.position.store(self.position, Ordering::Release);
     }
 
@@ -750,7 +739,13 @@ impl FileSession {
         self.inner.ranges() && self.byte_len().is_some()
     }
 
-    /// The `Content-Type` of the first response, if it had one.
+    /// The `Content-Type` of the first response, if it had one; `None` for a session
+    /// served from the cache.
+    ///
+    /// A `text/html` label on a `206 Partial Content` answer is not trusted (busybox httpd
+    /// labels every 206 so, while a plain GET of the same file says `audio/mpeg`): then
+    /// the type is `None`. A `200` labelled `text/html` is reported as it is (and never
+    /// cached: it may be a captive portal's login page).
     pub fn content_type(&self) -> Option<String> {
         lock(&self.inner.content_type).clone()
     }
