@@ -27,7 +27,6 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -36,6 +35,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::platform::{self, same_file, sync_dir};
 use crate::range_set::RangeSet;
 use crate::{lock, FileError};
 
@@ -634,7 +634,7 @@ impl PartialFile {
                 return Err(invalid_input("write past the recorded length"));
             }
         }
-        gate.data.write_all_at(data, offset)?;
+        platform::write_all_at(&gate.data, data, offset)?;
         lock(&self.state).ranges.insert(offset..end);
         Ok(())
     }
@@ -651,15 +651,13 @@ impl PartialFile {
             return Ok(0);
         };
         let n = usize::try_from(end - offset).map_or(buf.len(), |n| n.min(buf.len()));
-        gate.data
-            .read_exact_at(&mut buf[..n], offset)
-            .map_err(|e| match e.kind() {
-                // Never let a missing byte look like the end of the file to a decoder.
-                io::ErrorKind::UnexpectedEof => {
-                    io::Error::other("cache data file is shorter than its coverage")
-                }
-                _ => e,
-            })?;
+        platform::read_exact_at(&gate.data, &mut buf[..n], offset).map_err(|e| match e.kind() {
+            // Never let a missing byte look like the end of the file to a decoder.
+            io::ErrorKind::UnexpectedEof => {
+                io::Error::other("cache data file is shorter than its coverage")
+            }
+            _ => e,
+        })?;
         Ok(n)
     }
 
@@ -955,13 +953,6 @@ fn lock_asset_shared(dir: &Path) -> io::Result<File> {
         .unwrap_or_else(|| io::Error::other("asset directory kept disappearing while leasing")))
 }
 
-fn same_file(file: &File, path: &Path) -> bool {
-    match (file.metadata(), fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
 fn open_rw(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
@@ -986,10 +977,6 @@ fn write_durable(tmp: &Path, dst: &Path, bytes: &[u8]) -> io::Result<()> {
     file.sync_all()?;
     drop(file);
     fs::rename(tmp, dst)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {
@@ -1055,7 +1042,6 @@ impl From<&AssetCache> for AssetCache {
 )]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
     use tempfile::TempDir;
 
@@ -1169,7 +1155,7 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let root = dir.path().join("ro");
         fs::create_dir(&root).unwrap();
-        fs::set_permissions(&root, fs::Permissions::from_mode(0o555)).unwrap();
+        platform::set_dir_writable(&root, false).unwrap();
         let probe = root.join("probe");
         if fs::write(&probe, b"x").is_ok() {
             fs::remove_file(&probe).unwrap();
@@ -1184,7 +1170,7 @@ mod tests {
             AssetCache::open(root.join("nested")),
             Err(FileError::Cache(_))
         ));
-        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        platform::set_dir_writable(&root, true).unwrap();
     }
 
     #[test]

@@ -38,7 +38,6 @@ use crate::{FileError, FileSourceOptions};
 
 pub(crate) use cancel::Cancel;
 pub(crate) use handoff::{Inlet, Message, Want};
-pub(crate) use http::redact;
 pub(crate) use status::Status;
 pub(crate) use stop::StopSignal;
 

@@ -35,6 +35,17 @@
 //!   the first response); a change on the server is [`FileError::ResourceChanged`].
 //! - Dropping the last handle stops the driver thread and joins it without waiting on
 //!   the network.
+//! - No server input panics or hangs a session, and nothing the crate shows (errors,
+//!   events, `Debug`, its `log` lines) contains a URL's userinfo or query string or a
+//!   credential header's value.
+//!
+//! # Platforms
+//!
+//! Linux is supported and tested. macOS and the BSDs use the same `std` calls (portable
+//! `File::try_lock` file locks, `std::os::unix::fs::FileExt` positional I/O) but are not
+//! tested by this project. Windows has an implementation of the few OS specifics of the
+//! asset cache that is neither built nor tested by CI: treat it as unsupported. Other
+//! targets do not compile.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -45,8 +56,10 @@ mod events;
 #[cfg(any(feature = "symphonia", feature = "symphonia-05"))]
 mod media_source;
 mod options;
+mod platform;
 mod range_policy;
 mod range_set;
+mod redact;
 mod session;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -3,7 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use url::Url;
+
 use crate::events::{EventSink, FileEvent};
+use crate::redact::{self, redact};
 use crate::FileError;
 
 /// Default bytes the driver may hold ahead of the reader.
@@ -12,25 +15,45 @@ pub const DEFAULT_LOOK_AHEAD: u64 = 4 * 1024 * 1024;
 /// Smallest accepted look-ahead: one chunk, so the driver can always make progress.
 pub const MIN_LOOK_AHEAD: u64 = 64 * 1024;
 
-/// Headers the crate sets itself; a user value would break byte offsets or validation.
-const RESERVED_HEADERS: &[&str] = &[
+/// Headers the crate sets itself, or that would change what a response means: a user
+/// value would break byte offsets (`Range`, `Accept-Encoding`), turn a resume into a `304`
+/// or `412` (the conditionals), or break the framing (`Host`, `Content-Length`, ...).
+pub(crate) const RESERVED_HEADERS: &[&str] = &[
     "range",
     "if-range",
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
     "accept-encoding",
+    "te",
     "content-length",
     "transfer-encoding",
+    "trailer",
     "host",
     "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "expect",
 ];
 
-/// Headers whose values never appear in `Debug` output.
-const SECRET_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-];
+/// A request header and whether it is a secret.
+#[derive(Clone)]
+pub(crate) struct Header {
+    pub name: String,
+    pub value: String,
+    /// Added with [`FileSourceOptions::with_secret_header`]: never shown, never sent to
+    /// another origin (built-in secrets are recognised by name as well).
+    pub secret: bool,
+}
+
+impl Header {
+    /// Whether this header stays with the origin it was given for.
+    pub(crate) fn is_secret(&self) -> bool {
+        self.secret || redact::is_secret_header(&self.name)
+    }
+}
 
 /// How a [`FileSession`](crate::FileSession) talks to the server.
 ///
@@ -45,7 +68,8 @@ const SECRET_HEADERS: &[&str] = &[
 /// let options = FileSourceOptions::new()
 ///     .with_look_ahead(8 * 1024 * 1024)
 ///     .with_read_timeout(Duration::from_secs(5))
-///     .with_header("Authorization", "Bearer secret");
+///     .with_header("Authorization", "Bearer secret")
+///     .with_secret_header("X-Library-Token", "also secret");
 /// // Credentials never show up in debug output.
 /// assert!(!format!("{options:?}").contains("secret"));
 /// ```
@@ -53,7 +77,7 @@ const SECRET_HEADERS: &[&str] = &[
 pub struct FileSourceOptions {
     pub(crate) range_seek: bool,
     pub(crate) look_ahead: u64,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<Header>,
     pub(crate) user_agent: String,
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
@@ -117,11 +141,47 @@ impl FileSourceOptions {
 
     /// Adds a request header sent with every request. Default: none.
     ///
-    /// `Range`, `If-Range`, `Accept-Encoding` and connection-level headers are the crate's
-    /// to set and are rejected as [`FileError::InvalidOptions`].
+    /// Its value shows in `Debug` output only for a few harmless headers (`Accept`,
+    /// `Accept-Language`, `User-Agent`, ...); credentials (`Authorization`,
+    /// `Proxy-Authorization`, `Cookie`, `X-Api-Key`, `X-Auth-Token`,
+    /// `X-Amz-Security-Token`, `Private-Token`, and names containing `auth`, `token`,
+    /// `secret`, `session`, `api-key`, ...) are never shown and never sent to another
+    /// origin after a redirect. For any other secret use
+    /// [`with_secret_header`](Self::with_secret_header).
+    ///
+    /// Headers the crate sets itself or that change what a response means (`Range`,
+    /// `If-Range`, `If-None-Match`, `If-Modified-Since`, `If-Match`,
+    /// `If-Unmodified-Since`, `Accept-Encoding`, `Host`, `Content-Length`,
+    /// `Transfer-Encoding`, `Connection` and the other hop-by-hop headers) are refused:
+    /// [`FileSource::open`](crate::FileSource::open) returns
+    /// [`FileError::InvalidOptions`].
     #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.headers.push(Header {
+            name: name.into(),
+            value: value.into(),
+            secret: false,
+        });
+        self
+    }
+
+    /// Adds a request header that is a secret: sent with every request to the URL's own
+    /// origin, never to another origin a redirect leads to, and never shown (`Debug`,
+    /// errors, events, logs). Default: none. The same names as for
+    /// [`with_header`](Self::with_header) are refused.
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// let options = FileSourceOptions::new().with_secret_header("X-Library", "k-123");
+    /// assert!(!format!("{options:?}").contains("k-123"));
+    /// ```
+    #[must_use]
+    pub fn with_secret_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push(Header {
+            name: name.into(),
+            value: value.into(),
+            secret: true,
+        });
         self
     }
 
@@ -240,15 +300,19 @@ impl FileSourceOptions {
         if ureq::http::HeaderValue::from_str(&self.user_agent).is_err() {
             return invalid("user_agent is not a valid header value".into());
         }
-        for (name, value) in &self.headers {
+        for Header { name, value, .. } in &self.headers {
+            let shown = redact::excerpt(name);
             if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return invalid(format!("header name {name:?} is not valid"));
+                return invalid(format!("header name {shown} is not a valid name"));
             }
             if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                return invalid(format!("header {name:?} is set by kithara-file itself"));
+                return invalid(format!(
+                    "header {shown} is reserved: kithara-file sets or refuses it"
+                ));
             }
             if ureq::http::HeaderValue::from_str(value).is_err() {
-                return invalid(format!("the value of header {name:?} is not valid"));
+                // Never quote the value: it may be a credential.
+                return invalid(format!("the value of header {shown} is not a valid value"));
             }
         }
         if let Some(key) = &self.cache_key {
@@ -260,9 +324,35 @@ impl FileSourceOptions {
     }
 }
 
-/// Whether a header's value must be hidden from logs and debug output.
-pub(crate) fn is_secret_header(name: &str) -> bool {
-    SECRET_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+impl FileSourceOptions {
+    /// The user's headers for a request to `url`: all of them for the session's own
+    /// origin, none of the secrets for any other (after a cross-origin redirect).
+    pub(crate) fn request_headers<'a>(
+        &'a self,
+        same_origin: bool,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.headers
+            .iter()
+            .filter(move |header| same_origin || !header.is_secret())
+            .map(|header| (header.name.as_str(), header.value.as_str()))
+    }
+}
+
+/// Checks that `url` can be streamed: http or https, with a host.
+pub(crate) fn validate_url(url: &Url) -> Result<(), FileError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(FileError::InvalidUrl(format!(
+            "only http and https can be streamed: {}",
+            redact(url)
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(FileError::InvalidUrl(format!(
+            "the URL has no host: {}",
+            redact(url)
+        )));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for FileSourceOptions {
@@ -270,13 +360,13 @@ impl fmt::Debug for FileSourceOptions {
         let headers: Vec<(&str, &str)> = self
             .headers
             .iter()
-            .map(|(name, value)| {
-                let shown = if is_secret_header(name) {
+            .map(|header| {
+                let shown = if header.secret {
                     "<redacted>"
                 } else {
-                    value.as_str()
+                    redact::header_value(&header.name, &header.value)
                 };
-                (name.as_str(), shown)
+                (header.name.as_str(), shown)
             })
             .collect();
         f.debug_struct("FileSourceOptions")
@@ -333,12 +423,7 @@ mod tests {
 
     #[test]
     fn reserved_and_malformed_headers_are_rejected() {
-        for (name, value) in [
-            ("Range", "bytes=0-"),
-            ("accept-encoding", "gzip"),
-            ("bad header", "x"),
-            ("X-Ok", "line\nbreak"),
-        ] {
+        for (name, value) in [("bad header", "x"), ("X-Ok", "line\nbreak")] {
             let options = FileSourceOptions::new().with_header(name, value);
             assert!(
                 matches!(options.validate(), Err(FileError::InvalidOptions(_))),
@@ -348,13 +433,101 @@ mod tests {
     }
 
     #[test]
-    fn debug_redacts_credentials() {
+    fn every_reserved_header_is_refused_in_any_case_and_as_a_secret() {
+        for name in [
+            "Range",
+            "If-Range",
+            "If-None-Match",
+            "If-Modified-Since",
+            "If-Match",
+            "If-Unmodified-Since",
+            "Accept-Encoding",
+            "Host",
+            "Content-Length",
+            "Transfer-Encoding",
+            "Connection",
+            "TE",
+            "Trailer",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "Upgrade",
+            "Expect",
+        ] {
+            for spelled in [
+                name.to_string(),
+                name.to_ascii_lowercase(),
+                name.to_ascii_uppercase(),
+            ] {
+                for options in [
+                    FileSourceOptions::new().with_header(spelled.as_str(), "x"),
+                    FileSourceOptions::new().with_secret_header(spelled.as_str(), "x"),
+                ] {
+                    let err = options.validate().unwrap_err();
+                    assert!(
+                        matches!(&err, FileError::InvalidOptions(m) if m.contains("reserved")),
+                        "{spelled}: {err}"
+                    );
+                }
+            }
+        }
+        FileSourceOptions::new()
+            .with_header("Accept", "audio/*")
+            .with_header("X-Anything", "x")
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn an_invalid_header_value_is_never_quoted() {
+        let err = FileSourceOptions::new()
+            .with_header("Authorization", "Bearer hunter2\n")
+            .validate()
+            .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn debug_shows_only_allowlisted_header_values() {
         let options = FileSourceOptions::new()
             .with_header("Authorization", "Bearer hunter2")
             .with_header("Cookie", "session=hunter2")
-            .with_header("X-Trace", "visible");
+            .with_header("X-Api-Key", "hunter2")
+            .with_header("X-Plex-Token", "hunter2")
+            .with_header("X-Trace", "hunter2")
+            .with_secret_header("Accept-Language", "hunter2")
+            .with_header("Accept", "visible")
+            .with_cache_key("hunter2");
         let shown = format!("{options:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("visible"), "{shown}");
+        assert!(shown.contains("X-Trace"), "names are shown: {shown}");
+    }
+
+    #[test]
+    fn secrets_stay_with_their_origin() {
+        let options = FileSourceOptions::new()
+            .with_header("Authorization", "a")
+            .with_header("Proxy-Authorization", "b")
+            .with_header("Cookie", "c")
+            .with_header("x-api-key", "d")
+            .with_header("X-Auth-Token", "e")
+            .with_header("X-Amz-Security-Token", "f")
+            .with_header("Private-Token", "g")
+            .with_secret_header("X-Library", "h")
+            .with_header("Accept", "audio/*")
+            .with_header("X-Trace", "1");
+        assert_eq!(options.request_headers(true).count(), 10);
+        let elsewhere: Vec<_> = options.request_headers(false).collect();
+        assert_eq!(elsewhere, [("Accept", "audio/*"), ("X-Trace", "1")]);
+    }
+
+    #[test]
+    fn urls_must_be_http_with_a_host() {
+        validate_url(&"https://h/x".parse().unwrap()).unwrap();
+        for bad in ["ftp://u:hunter2@h/x?sig=hunter2", "file:///etc/passwd"] {
+            let err = validate_url(&bad.parse().unwrap()).unwrap_err();
+            assert!(matches!(err, FileError::InvalidUrl(_)), "{err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 }

@@ -189,7 +189,13 @@ impl FileSession {
         self.inner.state.status.ranges() && self.byte_len().is_some()
     }
 
-    /// The `Content-Type` of the first response, if it had one.
+    /// The `Content-Type` of the first response, if it had one; `None` for a session
+    /// served from the cache.
+    ///
+    /// A `text/html` label on a `206 Partial Content` answer is not trusted (busybox httpd
+    /// labels every 206 so, while a plain GET of the same file says `audio/mpeg`): then
+    /// the type is `None`. A `200` labelled `text/html` is reported as it is (and never
+    /// cached: it may be a captive portal's login page).
     pub fn content_type(&self) -> Option<String> {
         self.inner.content_type.clone()
     }

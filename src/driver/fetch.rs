@@ -11,8 +11,12 @@ use super::pump::{OpenBody, Pumped};
 use super::retry::{Failure, Transient};
 use super::run::{Driver, Flow, Interrupt};
 use super::Fetch;
+use crate::error::at_url;
 use crate::events::{DownloadState, FileEvent};
-use crate::range_policy::{validators_of, Plan, Requested, ResponseHead};
+use crate::range_policy::{
+    looks_like_portal, refuses_ranges, trusted_content_type, validators_of, Plan, Requested,
+    ResponseHead,
+};
 use crate::range_set::RangeSet;
 use crate::FileError;
 
@@ -167,7 +171,11 @@ impl Driver {
     fn apply(&mut self, answer: Answer, requested: Requested) -> Option<OpenBody> {
         match answer.plan {
             Plan::EndOfFile { size } => {
-                self.pin(&answer.head, Some(size), true);
+                self.pin(
+                    &answer.head,
+                    Some(size),
+                    !refuses_ranges(requested, &answer.head),
+                );
                 self.status.set_size(size);
                 self.announce(&answer.head);
                 self.end_request();
@@ -178,13 +186,14 @@ impl Driver {
                 skip,
                 end,
                 total,
-                ranged,
+                ranged: _,
             } => {
-                self.pin(&answer.head, total, ranged);
+                let refused = refuses_ranges(requested, &answer.head);
+                self.pin(&answer.head, total, !refused);
                 if let Some(total) = total {
                     self.status.set_size(total);
                 }
-                if !ranged && requested.ranged {
+                if refused {
                     // The server ignores Range: from now on read whole bodies and skip.
                     self.status.disable_ranges();
                 }
@@ -212,11 +221,7 @@ impl Driver {
         let pinned = validators_of(head, total);
         // A captive portal answers 200 with a login page: stream it (the caller decides),
         // but never keep an HTML page as the asset.
-        let html = head
-            .content_type
-            .as_deref()
-            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
-        if html {
+        if looks_like_portal(head) {
             self.sink
                 .disable("the server answered with an HTML page (a captive portal?)".into());
         }
@@ -228,10 +233,10 @@ impl Driver {
     fn announce(&mut self, head: &ResponseHead) {
         self.status.set_state(DownloadState::Streaming);
         if self.report.open() {
-            self.content_type = head.content_type.clone();
+            self.content_type = trusted_content_type(head);
             self.report.emit(FileEvent::Opened {
                 length: self.status.size(),
-                content_type: head.content_type.clone(),
+                content_type: self.content_type.clone(),
                 from_cache: false,
             });
         }
@@ -342,6 +347,7 @@ impl Driver {
     }
 
     fn gave_up(&mut self, error: FileError) -> FileError {
+        let error = at_url(error, &self.http.shown_url());
         log::debug!("kithara-file: giving up: {error}");
         self.status.set_state(DownloadState::Failed);
         self.report.emit(FileEvent::Error(error.clone()));

@@ -10,11 +10,11 @@ use url::Url;
 
 use super::retry::{classify, open_timed_out, Failure, Transient};
 use super::status::Status;
-use crate::options::is_secret_header;
 use crate::range_policy::{
     follow_redirect, plan_response, range_header, Plan, Refusal, Requested, ResponseHead,
     Validators,
 };
+use crate::redact::redact;
 use crate::{FileError, FileSourceOptions};
 
 /// The request side of a session: agent, where requests go, and the resource's identity.
@@ -182,12 +182,10 @@ impl Http {
                 }
             }
         }
+        // Credentials stay with the origin they were given for.
         let same_origin = url.origin() == self.origin;
-        for (name, value) in &self.options.headers {
-            // Credentials stay with the origin they were given for.
-            if same_origin || !is_secret_header(name) {
-                request = request.header(name.as_str(), value.as_str());
-            }
+        for (name, value) in self.options.request_headers(same_origin) {
+            request = request.header(name, value);
         }
         let Some(deadline) = deadline else {
             return request.call().map_err(classify);
@@ -234,25 +232,12 @@ fn header(response: &Response<Body>, name: &str) -> Option<String> {
 }
 
 fn response_head(response: &Response<Body>) -> ResponseHead {
-    ResponseHead {
-        status: response.status().as_u16(),
-        content_range: header(response, "content-range"),
-        content_length: header(response, "content-length").and_then(|v| v.parse().ok()),
-        content_encoding: header(response, "content-encoding"),
-        content_type: header(response, "content-type"),
-        etag: header(response, "etag"),
-        last_modified: header(response, "last-modified"),
-        retry_after: header(response, "retry-after"),
-    }
-}
-
-/// The URL without credentials, for errors and logs.
-pub(crate) fn redact(url: &Url) -> String {
-    if url.username().is_empty() && url.password().is_none() {
-        return url.to_string();
-    }
-    let mut clean = url.clone();
-    let _ = clean.set_username("");
-    let _ = clean.set_password(None);
-    clean.to_string()
+    let headers = response.headers();
+    ResponseHead::parse(response.status().as_u16(), |name| {
+        headers
+            .get_all(name)
+            .iter()
+            .map(ureq::http::HeaderValue::as_bytes)
+            .collect()
+    })
 }

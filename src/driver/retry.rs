@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::error::{classify_transport, gave_up, LastFailure, Transport};
+use crate::range_policy::{retry_delay, RetryAfter};
 use crate::{FileError, FileSourceOptions};
 
 /// Why a request attempt failed.
@@ -23,7 +25,7 @@ pub(crate) struct Transient {
     pub cause: String,
     /// The HTTP status, when the server answered with one.
     pub status: Option<u16>,
-    pub retry_after: Option<Duration>,
+    pub retry_after: Option<RetryAfter>,
     /// The response went silent past the read timeout.
     pub stalled: bool,
 }
@@ -93,28 +95,17 @@ impl Retries {
         url: &str,
     ) -> Result<Duration, FileError> {
         self.failures += 1;
-        let status_error = |status| FileError::HttpStatus {
-            status,
-            url: url.to_string(),
+        let last = match failure.status {
+            Some(status) => LastFailure::Status(status),
+            None => LastFailure::Transport(failure.cause.clone()),
         };
         if self.failures > self.max_retries {
-            return Err(match failure.status {
-                Some(status) => status_error(status),
-                None => FileError::Network(format!(
-                    "{} (gave up after {} retries)",
-                    failure.cause, self.max_retries
-                )),
-            });
+            return Err(gave_up(&last, self.max_retries, url));
         }
-        let delay = match failure.retry_after {
-            Some(wait) if wait > self.max_delay => {
-                return Err(match failure.status {
-                    Some(status) => status_error(status),
-                    None => FileError::Network(failure.cause.clone()),
-                });
-            }
-            Some(wait) => wait.max(self.backoff()),
-            None => self.backoff(),
+        let backoff = self.backoff();
+        let Some(delay) = retry_delay(failure.retry_after, backoff, self.max_delay) else {
+            // The server asks for longer than the longest delay: surface it now.
+            return Err(gave_up(&last, self.failures - 1, url));
         };
         if let Some(deadline) = self.deadline {
             if Instant::now() + delay >= deadline {
@@ -145,28 +136,13 @@ pub(crate) fn open_timed_out(cause: &str) -> FileError {
     ))
 }
 
-/// Sorts a ureq failure into retry or give up.
+/// Sorts a ureq failure into retry or give up (the rule is `error::classify_transport`).
 pub(crate) fn classify(error: ureq::Error) -> Failure {
-    match error {
-        ureq::Error::Timeout(_) | ureq::Error::BodyStalled => Failure::Transient(Transient {
-            stalled: true,
-            ..Transient::new(format!("stalled: {error}"))
+    match classify_transport(&error) {
+        Transport::Retry { cause, stalled } => Failure::Transient(Transient {
+            stalled,
+            ..Transient::new(cause)
         }),
-        // rustls reports a failed handshake or a corrupt record as InvalidData: never
-        // retried, never downgraded.
-        ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::InvalidData => {
-            Failure::Fatal(FileError::Network(format!("TLS failure: {error}")))
-        }
-        ureq::Error::Io(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
-            Failure::Transient(Transient::new(error.to_string()))
-        }
-        ureq::Error::BadUri(_) => Failure::Fatal(FileError::InvalidUrl(error.to_string())),
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => {
-            Failure::Fatal(FileError::Network(format!("TLS failure: {error}")))
-        }
-        ureq::Error::Protocol(_) | ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => {
-            Failure::Fatal(FileError::Protocol(error.to_string()))
-        }
-        other => Failure::Fatal(FileError::Network(other.to_string())),
+        Transport::Fatal(error) => Failure::Fatal(error),
     }
 }

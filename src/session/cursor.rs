@@ -291,7 +291,7 @@ impl Cursor {
     fn remember(&mut self, chunk: Chunk) {
         // What lies ahead of the reader in the newest chunk is not read yet: it does not
         // count towards the window of recently read bytes.
-        let unread = (chunk.end() - chunk.offset.max(self.position)) as usize;
+        let unread = chunk.end().saturating_sub(chunk.offset.max(self.position)) as usize;
         self.history_bytes += chunk.bytes.len();
         self.history.push_back(chunk);
         while let Some(oldest) = self.history.front() {

@@ -11,9 +11,11 @@ use super::cached::Cached;
 use super::remote::Remote;
 use super::{CacheUse, FileSession, Inner, SessionState, Source};
 use crate::cache::{AssetCache, AssetId, AssetLease, PartialFile};
-use crate::driver::{self, redact, DriverSpec, Fetch, Status, StopSignal};
+use crate::driver::{self, DriverSpec, Fetch, Status, StopSignal};
 use crate::events::{DownloadState, FileEvent};
+use crate::options::validate_url;
 use crate::range_policy::Validators;
+use crate::redact::redact;
 use crate::{FileError, FileSourceOptions};
 
 /// Opens a session, through `cache` when given.
@@ -117,19 +119,6 @@ fn open_complete(
     Some(FileSession {
         inner: Arc::new(inner),
     })
-}
-
-fn validate_url(url: &Url) -> Result<(), FileError> {
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(FileError::InvalidUrl(format!(
-            "{}: only http and https are supported",
-            redact(url)
-        )));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(FileError::InvalidUrl(format!("{}: no host", redact(url))));
-    }
-    Ok(())
 }
 
 /// Bytes a previous run left are pinned to its validators: the first fetch is the first

@@ -128,6 +128,9 @@ pub struct FileOptions {
     pub content_length: bool,
     /// `None` = `application/octet-stream`.
     pub content_type: Option<String>,
+    /// The `Content-Type` of 206 answers only (busybox httpd labels every 206
+    /// `text/html`). `None` = the same as `content_type`.
+    pub partial_content_type: Option<String>,
 }
 
 impl FileOptions {
@@ -141,6 +144,7 @@ impl FileOptions {
             last_modified: true,
             content_length: true,
             content_type: None,
+            partial_content_type: None,
         }
     }
 }
@@ -191,6 +195,13 @@ pub enum Fault {
     ChangeContent { body: Vec<u8>, etag: Option<String> },
     /// 416 with `Content-Range: bytes */<len>`.
     Respond416,
+    /// Exactly this status, these headers and this body (plus `Content-Length`), whatever
+    /// was asked: for servers that bend HTTP in ways the other faults do not cover.
+    Raw {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
 }
 
 // ---------------------------------------------------------------------------
@@ -939,6 +950,10 @@ fn file_plan(file: &FileEntry, window: Option<(u64, u64)>) -> Plan {
     ));
     let (status, start, end) = match window {
         Some((a, b)) => {
+            if let Some(partial) = &file.opts.partial_content_type {
+                headers.retain(|(n, _)| !n.eq_ignore_ascii_case("Content-Type"));
+                headers.push(("Content-Type".to_string(), partial.clone()));
+            }
             headers.push(("Content-Range".to_string(), format!("bytes {a}-{b}/{len}")));
             (206, a as usize, b as usize + 1)
         }
@@ -1148,6 +1163,15 @@ fn handle_request(
         Fault::Redirect { status, location } => {
             let plan = Plan::simple(status, vec![("Location".to_string(), location)], Vec::new());
             (plan, Framing::Length(0), 0, normal_after)
+        }
+        Fault::Raw {
+            status,
+            headers,
+            body,
+        } => {
+            let plan = Plan::simple(status, headers, body);
+            let n = plan.body_len();
+            (plan, Framing::Length(n), n, normal_after)
         }
         Fault::Respond416 => {
             let plan = match &file {
