@@ -1,0 +1,63 @@
+//! An asset's stable id: the hex SHA-256 of its key (the normalized URL or a cache key).
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+/// Stable id of an asset: the lowercase hex SHA-256 (64 characters, only `[0-9a-f]`) of
+/// its key.
+///
+/// The same key gives the same id on every run, platform and compiler, so the id names the
+/// asset's directory in the cache. Being hex, it can never escape the cache root.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AssetId(String);
+
+impl AssetId {
+    /// The 64 lowercase hex characters of the id.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id of an arbitrary key.
+    pub(crate) fn from_key(key: &str) -> AssetId {
+        AssetId(to_hex(&Sha256::digest(key.as_bytes())))
+    }
+
+    /// The id of a URL, keyed by its normalized form.
+    ///
+    /// Parsing already lowercases scheme and host and drops a default port; on top of that
+    /// the fragment (never sent to the server) and the userinfo (credentials must not end up
+    /// deciding, or being derivable from, cache names) are removed.
+    pub(crate) fn from_url(url: &url::Url) -> AssetId {
+        let mut key = url.clone();
+        key.set_fragment(None);
+        // Both fail only for URLs that cannot carry credentials, so there is nothing to strip.
+        let _ = key.set_username("");
+        let _ = key.set_password(None);
+        AssetId::from_key(key.as_str())
+    }
+
+    /// Recognizes an asset directory name.
+    pub(super) fn parse(name: &str) -> Option<AssetId> {
+        let valid =
+            name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| AssetId(name.to_owned()))
+    }
+}
+
+impl fmt::Display for AssetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub(super) fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
