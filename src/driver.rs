@@ -24,6 +24,7 @@ mod retry;
 mod run;
 mod status;
 mod stop;
+mod window;
 
 use std::sync::Arc;
 use std::thread;

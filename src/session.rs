@@ -17,7 +17,6 @@ mod stream;
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use url::Url;
@@ -112,12 +111,11 @@ pub struct FileSession {
     inner: Arc<Inner>,
 }
 
-/// What every part of a session reads: the driver's status, the stop signal, the position.
+/// What every part of a session reads: the status (the reader's position among it) and
+/// the stop signal.
 pub(crate) struct SessionState {
     pub status: Arc<Status>,
     pub stop: StopSignal,
-    /// The cursor's position, readable while a read blocks.
-    pub position: AtomicU64,
 }
 
 /// Where a session's bytes come from.
@@ -180,7 +178,7 @@ impl FileSession {
 
     /// The position of the next byte `read` returns.
     pub fn position(&self) -> u64 {
-        self.inner.state.position.load(Ordering::Acquire)
+        self.inner.state.status.position()
     }
 
     /// Whether any position can be reached by seeking: true only when the server honours
@@ -301,7 +299,7 @@ impl FileSession {
             return Ok(0);
         }
         match &self.inner.source {
-            Source::Cached(cached) => Ok(cached.read(&state.position, buf)),
+            Source::Cached(cached) => Ok(cached.read(&state.status, buf)),
             Source::Remote(remote) => Ok(remote.read(state, buf)?),
         }
     }
@@ -329,7 +327,7 @@ impl FileSession {
             return Err(SeekTargetError::File(FileError::Stopped));
         }
         let (from, to) = match &self.inner.source {
-            Source::Cached(cached) => cached.seek(&state.position, resolve)?,
+            Source::Cached(cached) => cached.seek(&state.status, resolve)?,
             Source::Remote(remote) => remote.seek(state, resolve)?,
         };
         if from != to {

@@ -608,8 +608,10 @@ fn request_counts_per_access_pattern() {
         assert_eq!(after_decode, 1, "{path}: open + probe + full decode");
         if *path == "/long.wav" {
             // 5 s is 882 KB in: unless the driver already received that far when the seek
-            // comes (right after the probe), the seek starts a Range request.
-            assert!(after_seek <= 2, "{path}: open + probe + seek + decode");
+            // comes (right after the probe), the seek starts a fetch that reads ahead only
+            // as the decoder proves it plays on: ~12 small windows, then one open-ended
+            // request (see driver/window.rs).
+            assert!(after_seek <= 16, "{path}: open + probe + seek + decode");
         } else {
             assert_eq!(after_seek, 1, "{path}: open + probe + seek + decode");
         }

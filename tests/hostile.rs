@@ -392,7 +392,8 @@ fn httpbin_200_to_bytes_0_keeps_seeking_by_range() {
     session.read_exact(&mut buf).unwrap();
     assert!(buf == body[3 * MIB..3 * MIB + 1000]);
     let last = server.requests().pop().unwrap();
-    assert_eq!(last.range.as_deref(), Some(&*format!("bytes={}-", 3 * MIB)));
+    let asked = last.range.unwrap();
+    assert!(asked.starts_with(&format!("bytes={}-", 3 * MIB)), "{asked}");
     assert!(session.is_seekable());
 }
 

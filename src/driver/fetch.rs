@@ -10,6 +10,7 @@ use super::http::Answer;
 use super::pump::{OpenBody, Pumped};
 use super::retry::{Failure, Transient};
 use super::run::{Driver, Flow, Interrupt};
+use super::window::{next_request, Next};
 use super::Fetch;
 use crate::error::at_url;
 use crate::events::{DownloadState, FileEvent};
@@ -32,7 +33,7 @@ impl Driver {
             if self.reached_end(*fetch, *offset) {
                 return Ok(None);
             }
-            let failure = match self.open_body(*fetch, *offset) {
+            let failure = match self.open_body(*fetch, *offset, fetch.end) {
                 Ok(None) => return Ok(None),
                 Ok(Some(open)) => return Ok(self.pump_first(*fetch, open, offset)),
                 Err(failure) => failure,
@@ -81,7 +82,10 @@ impl Driver {
             }
             let opened = match body.take() {
                 Some(open) => Ok(Some(open)),
-                None => self.open_body(fetch, offset),
+                None => match self.window_end(fetch, offset) {
+                    Ok(end) => self.open_body(fetch, offset, end),
+                    Err(flow) => return flow,
+                },
             };
             let failure = match opened {
                 Ok(None) => return self.finish(fetch, offset),
@@ -134,9 +138,42 @@ impl Driver {
         }
     }
 
-    /// Sends the request for `offset..` and applies its answer. `Ok(None)`: the file ends
-    /// at or before `offset`.
-    fn open_body(&mut self, fetch: Fetch, offset: u64) -> Result<Option<OpenBody>, Failure> {
+    /// Where the next request of `fetch` from `offset` ends: the fetch's own end for the
+    /// first fetch (whole-file playback is one request) and when ranges do not work;
+    /// after a seek, a window paced by the reader (see `window`), waiting for the reader
+    /// when it has enough ahead. `Err` when a command or the stop comes first.
+    fn window_end(&mut self, fetch: Fetch, offset: u64) -> Result<Option<u64>, Flow> {
+        if fetch.epoch == 0 || !self.status.ranges() {
+            return Ok(fetch.end);
+        }
+        loop {
+            let limit = fetch.end.or(self.status.size());
+            let reader = self.status.position();
+            let position = match next_request(fetch.start, offset, reader, self.look_ahead, limit) {
+                Next::Request { end } => return Ok(end),
+                Next::WaitFor { position } => position,
+            };
+            let Some(demand) = self.status.demand(position) else {
+                continue;
+            };
+            // Idle until the reader gets there: nothing follows an abandoned body now.
+            self.http.close_retired();
+            select! {
+                recv(self.commands) -> command => return Err(Interrupt::from_command(command.ok()).into()),
+                recv(self.stop.receiver()) -> _ => return Err(Flow::Exit),
+                recv(demand) -> _ => {}
+            }
+        }
+    }
+
+    /// Sends the request for `offset..end` and applies its answer. `Ok(None)`: the file
+    /// ends at or before `offset`.
+    fn open_body(
+        &mut self,
+        fetch: Fetch,
+        offset: u64,
+        end: Option<u64>,
+    ) -> Result<Option<OpenBody>, Failure> {
         if !self.cancel.begin(fetch.epoch, self.http.agent()) {
             return Err(Failure::Cancelled);
         }
@@ -144,7 +181,7 @@ impl Driver {
         let ranged = self.status.ranges();
         let requested = Requested {
             start: offset,
-            end: fetch.end.filter(|_| ranged),
+            end: end.filter(|_| ranged),
             ranged,
         };
         let deadline = self.retries.deadline();

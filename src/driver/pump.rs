@@ -131,7 +131,12 @@ impl Driver {
                 }
                 Err(interrupt) => break Pumped::Interrupted(interrupt),
             }
-            if fetch.end.is_some_and(|end| *position >= end) {
+            // A body that ends where the fetch does is read to its end (a last read that
+            // returns 0 at once), so its connection goes back to the pool.
+            if fetch
+                .end
+                .is_some_and(|end| *position >= end && open.end != Some(end))
+            {
                 break Pumped::Complete;
             }
         };

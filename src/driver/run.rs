@@ -78,6 +78,7 @@ pub(crate) struct Driver {
     /// Every byte this session has received or found in the cache: complete means complete.
     pub(crate) coverage: RangeSet,
     pub(crate) content_type: Option<String>,
+    pub(crate) look_ahead: u64,
 }
 
 /// A driver whose first request has been answered, ready to move into its thread.
@@ -169,6 +170,7 @@ impl Driver {
             retries: Retries::new(&spec.options),
             coverage,
             content_type: None,
+            look_ahead,
         }
     }
 

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crossbeam_channel::{bounded, Receiver, Sender};
+
 use crate::events::{DownloadState, StateCell};
 
 /// "Length unknown". `range_policy` never accepts a length this large, so the sentinel
@@ -22,11 +24,18 @@ pub(crate) struct Status {
     committing: AtomicBool,
     /// This session committed the asset's body to the cache.
     committed: AtomicBool,
+    /// The reader's position (the cursor's, for queries and for pacing read-ahead).
+    position: AtomicU64,
+    /// The driver waits for the reader to reach this position (`u64::MAX`: it does not).
+    demand_at: AtomicU64,
+    demand_tx: Sender<()>,
+    demand_rx: Receiver<()>,
 }
 
 impl Status {
     /// `ranges`: whether seeks may use Range requests (the option; the server may turn it off).
     pub(crate) fn new(size: Option<u64>, ranges: bool, state: DownloadState) -> Self {
+        let (demand_tx, demand_rx) = bounded(1);
         Status {
             size: AtomicU64::new(size.unwrap_or(UNKNOWN_SIZE)),
             ranges: AtomicBool::new(ranges),
@@ -36,7 +45,37 @@ impl Status {
             retries: AtomicU64::new(0),
             committing: AtomicBool::new(false),
             committed: AtomicBool::new(false),
+            position: AtomicU64::new(0),
+            demand_at: AtomicU64::new(u64::MAX),
+            demand_tx,
+            demand_rx,
         }
+    }
+
+    /// The reader's position.
+    pub(crate) fn position(&self) -> u64 {
+        self.position.load(Ordering::SeqCst)
+    }
+
+    /// The reader moved (read or seek); wakes a driver waiting for it to get that far.
+    pub(crate) fn reader_moved(&self, position: u64) {
+        self.position.store(position, Ordering::SeqCst);
+        if position >= self.demand_at.load(Ordering::SeqCst) {
+            self.demand_at.store(u64::MAX, Ordering::SeqCst);
+            let _ = self.demand_tx.try_send(());
+        }
+    }
+
+    /// The driver wants to hear when the reader reaches `position`; `None` if it already
+    /// has, else the receiver that gets a message when it does (maybe a stale one: look again).
+    pub(crate) fn demand(&self, position: u64) -> Option<&Receiver<()>> {
+        // Store then load, as the reader stores then loads: one of the two sees the other.
+        self.demand_at.store(position, Ordering::SeqCst);
+        if self.position.load(Ordering::SeqCst) >= position {
+            self.demand_at.store(u64::MAX, Ordering::SeqCst);
+            return None;
+        }
+        Some(&self.demand_rx)
     }
 
     /// The length of the file, once known.

@@ -1,11 +1,11 @@
 //! A session over a complete body in the cache: the whole file is one memory-mapped
 //! chunk. No driver thread, no request, nothing ever waits.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
 
+use crate::driver::Status;
 use crate::lock;
 use crate::range_policy::SeekTargetError;
 
@@ -28,20 +28,22 @@ impl Cached {
     }
 
     /// Copies the bytes at `position` into `buf` and advances it.
-    pub(crate) fn read(&self, position: &AtomicU64, buf: &mut [u8]) -> usize {
+    pub(crate) fn read(&self, status: &Status, buf: &mut [u8]) -> usize {
         let _cursor = lock(&self.cursor);
-        let rest = self.rest(position.load(Ordering::Acquire));
+        let position = status.position();
+        let rest = self.rest(position);
         let n = rest.len().min(buf.len());
         buf[..n].copy_from_slice(&rest[..n]);
-        position.fetch_add(n as u64, Ordering::AcqRel);
+        status.reader_moved(position + n as u64);
         n
     }
 
     /// The whole rest of the file from `position` (zero-copy), consumed.
-    pub(crate) fn take_rest(&self, position: &AtomicU64) -> Bytes {
+    pub(crate) fn take_rest(&self, status: &Status) -> Bytes {
         let _cursor = lock(&self.cursor);
-        let rest = self.rest(position.load(Ordering::Acquire));
-        position.fetch_add(rest.len() as u64, Ordering::AcqRel);
+        let position = status.position();
+        let rest = self.rest(position);
+        status.reader_moved(position + rest.len() as u64);
         rest
     }
 
@@ -49,13 +51,13 @@ impl Cached {
     /// the cursor was and where it is now.
     pub(crate) fn seek(
         &self,
-        position: &AtomicU64,
+        status: &Status,
         resolve: impl FnOnce(u64) -> Result<u64, SeekTargetError>,
     ) -> Result<(u64, u64), SeekTargetError> {
         let _cursor = lock(&self.cursor);
-        let from = position.load(Ordering::Acquire);
+        let from = status.position();
         let to = resolve(from)?;
-        position.store(to, Ordering::Release);
+        status.reader_moved(to);
         Ok((from, to))
     }
 

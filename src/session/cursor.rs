@@ -8,7 +8,6 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -31,8 +30,6 @@ pub(crate) struct Env<'a> {
     pub status: &'a Status,
     pub driver: &'a DriverHandle,
     pub stop: &'a StopSignal,
-    /// Mirrors the cursor's position for queries.
-    pub position: &'a AtomicU64,
     /// What the cursor holds, for queries.
     pub held: &'a Mutex<Held>,
 }
@@ -165,7 +162,7 @@ impl Cursor {
     /// Consumes `n` bytes at the position.
     pub(crate) fn advance(&mut self, env: &Env<'_>, n: usize) {
         self.position = self.position.saturating_add(n as u64);
-        env.position.store(self.position, Ordering::Release);
+        env.status.reader_moved(self.position);
     }
 
     /// Takes one message for the live fetch, dropping those of older fetches.
@@ -228,7 +225,7 @@ impl Cursor {
             return Err(FileError::SeekNotSupported);
         }
         self.position = target;
-        env.position.store(target, Ordering::Release);
+        env.status.reader_moved(target);
         let at_end = env.status.size().is_some_and(|size| target >= size);
         if !held && !at_end && !self.live_reaches(env, target) && ranges {
             self.request(env)?;

@@ -2,7 +2,6 @@
 //! disk with no request; otherwise a remote session starts, resuming a partial download
 //! when this session can be the asset's writer.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use url::Url;
@@ -107,7 +106,6 @@ fn open_complete(
         state: SessionState {
             status: Arc::new(status),
             stop: StopSignal::new(),
-            position: AtomicU64::new(0),
         },
         source: Source::Cached(Cached::new(body)),
         asset_id: asset_id.clone(),
@@ -172,11 +170,7 @@ fn start_remote(
     };
     let (driver, opened) = driver::start(spec, Arc::clone(&status), &stop)?;
     let inner = Inner {
-        state: SessionState {
-            status,
-            stop,
-            position: AtomicU64::new(0),
-        },
+        state: SessionState { status, stop },
         source: Source::Remote(Remote::new(driver, opened.first, partial)),
         asset_id,
         url: url_text,

@@ -58,7 +58,6 @@ impl Remote {
             status: &state.status,
             driver: &self.driver,
             stop: &state.stop,
-            position: &state.position,
             held: &self.held,
         }
     }

@@ -44,7 +44,7 @@ impl FileStream {
         }
         match &self.inner.source {
             Source::Cached(cached) => {
-                let rest = cached.take_rest(&state.position);
+                let rest = cached.take_rest(&state.status);
                 Poll::Ready((!rest.is_empty()).then_some(Ok(rest)))
             }
             Source::Remote(remote) => match remote.poll_next(state, cx.waker()) {
