@@ -324,20 +324,24 @@ impl Cursor {
         Ok(())
     }
 
-    /// Publishes what is held for queries.
+    /// Publishes what is held for queries: per accepted chunk, so in place and without
+    /// sorting (history is in arrival order; `buffered_ranges` sorts and merges).
     fn publish(&self, env: &Env<'_>) {
-        let mut ranges: Vec<Range<u64>> = self
-            .history
-            .iter()
-            .chain(self.current.iter())
-            .map(|c| c.offset..c.end())
-            .collect();
-        ranges = merge_ranges(ranges);
-        let live = self.live.as_ref().map(|live| Want {
+        let mut held = lock(env.held);
+        held.ranges.clear();
+        for chunk in self.history.iter().chain(self.current.iter()) {
+            let range = chunk.offset..chunk.end();
+            match held.ranges.last_mut() {
+                Some(last) if last.start <= range.start && range.start <= last.end => {
+                    last.end = last.end.max(range.end);
+                }
+                _ => held.ranges.push(range),
+            }
+        }
+        held.live = self.live.as_ref().map(|live| Want {
             epoch: live.epoch,
             offset: live.next,
         });
-        *lock(env.held) = Held { ranges, live };
     }
 }
 
