@@ -18,7 +18,9 @@ mod cancel;
 mod fetch;
 mod handoff;
 mod http;
+mod prefetching;
 mod pump;
+mod rate;
 mod report;
 mod retry;
 mod run;
@@ -26,6 +28,7 @@ mod status;
 mod stop;
 mod window;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -87,6 +90,17 @@ pub(crate) struct DriverSpec {
     /// Validators of bytes already held (a partial cache file), checked on first contact.
     pub pinned: Option<Validators>,
     pub partial: Option<Arc<PartialFile>>,
+    /// A prefetch: no reader, the bytes only go to the cache.
+    pub prefetch: Option<PrefetchSpec>,
+}
+
+/// How a prefetch runs.
+pub(crate) struct PrefetchSpec {
+    /// Set by a session that takes the asset over: finish the request in flight (so no
+    /// byte is asked for twice), then end.
+    pub hand_over: Arc<AtomicBool>,
+    /// Download only the first bytes (`with_max_bytes`).
+    pub max_bytes: Option<u64>,
 }
 
 /// What the first response told about the resource.
@@ -109,6 +123,11 @@ pub(crate) struct DriverHandle {
 }
 
 impl DriverHandle {
+    /// Disconnects when the driver thread has ended.
+    pub(crate) fn ended(&self) -> Receiver<()> {
+        self.ended.clone()
+    }
+
     /// Waits for the thread after the session stopped it: at most [`JOIN_DEADLINE`] for a
     /// thread stuck in the network, as long as it takes for a cache commit in progress.
     fn join(&mut self) {
@@ -152,7 +171,11 @@ pub(crate) fn start(
     stop: &StopSignal,
 ) -> Result<(DriverHandle, Opened), FileError> {
     let look_ahead = spec.options.look_ahead;
-    let (outlet, inlet) = handoff::handoff(channel_capacity(look_ahead), chunk_size(look_ahead));
+    let (mut outlet, inlet) =
+        handoff::handoff(channel_capacity(look_ahead), chunk_size(look_ahead));
+    if spec.prefetch.is_some() {
+        outlet.discard();
+    }
     let (command_tx, command_rx) = unbounded();
     let (takeover_tx, takeover_rx) = bounded::<run::Opening>(1);
     let (ended_tx, ended_rx) = bounded::<()>(0);

@@ -57,6 +57,7 @@ mod events;
 mod media_source;
 mod options;
 mod platform;
+mod prefetch;
 mod range_policy;
 mod range_set;
 mod redact;
@@ -71,6 +72,7 @@ pub use cache::{AssetCache, AssetId};
 pub use error::FileError;
 pub use events::{DownloadState, FileEvent, Progress};
 pub use options::FileSourceOptions;
+pub use prefetch::Prefetch;
 pub use session::{FileSession, FileSource, FileStream};
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (every update

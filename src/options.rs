@@ -88,6 +88,28 @@ pub struct FileSourceOptions {
     pub(crate) max_redirects: u32,
     pub(crate) cache_key: Option<String>,
     pub(crate) events: Option<EventSink>,
+    pub(crate) max_bytes: Option<u64>,
+    pub(crate) url_refresh: Option<UrlRefresh>,
+    pub(crate) rate_limit: Option<u64>,
+    pub(crate) revalidate: bool,
+}
+
+/// The user's callback that gives a fresh URL for one that expired.
+#[derive(Clone)]
+pub(crate) struct UrlRefresh(std::sync::Arc<RefreshFn>);
+
+type RefreshFn = dyn Fn(&Url, u16) -> Option<Url> + Send + Sync;
+
+impl UrlRefresh {
+    pub(crate) fn refresh(&self, failed: &Url, status: u16) -> Option<Url> {
+        (self.0)(failed, status)
+    }
+}
+
+impl fmt::Debug for UrlRefresh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<callback>")
+    }
 }
 
 impl Default for FileSourceOptions {
@@ -106,6 +128,10 @@ impl Default for FileSourceOptions {
             max_redirects: 10,
             cache_key: None,
             events: None,
+            max_bytes: None,
+            url_refresh: None,
+            rate_limit: None,
+            revalidate: false,
         }
     }
 }
@@ -273,6 +299,88 @@ impl FileSourceOptions {
         self
     }
 
+    /// Downloads only the first `bytes` of the file. Default: the whole file.
+    ///
+    /// Meant for [`AssetCache::prefetch`](crate::AssetCache::prefetch): enough of the next
+    /// track for a quick start, without the data of the whole track. A session reading
+    /// through `Read` is not limited by it.
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// // About ten seconds of a 320 kbps MP3.
+    /// let options = FileSourceOptions::new().with_max_bytes(400 * 1024);
+    /// # drop(options);
+    /// ```
+    #[must_use]
+    pub fn with_max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = Some(bytes);
+        self
+    }
+
+    /// Calls `refresh` when a request after the first gets `401`, `403` or `410` (a signed
+    /// URL that expired): with the URL that failed and the status. A URL it returns is
+    /// used from then on, resuming at the exact byte; the resource must be the same
+    /// version (validators are checked, a different one is
+    /// [`FileError::ResourceChanged`]) and the cache keeps filing it under the original
+    /// asset id. `None`, or a refreshed URL that fails the same way, is the error it would
+    /// have been. Redirects are followed again from the new URL; credentials given with
+    /// [`with_header`](Self::with_header) stay with the original URL's origin.
+    /// Default: none.
+    ///
+    /// ```
+    /// use kithara_file::{FileSourceOptions, Url};
+    /// let options = FileSourceOptions::new().with_url_refresh(|expired: &Url, _status| {
+    ///     // Ask your backend for a fresh signature.
+    ///     let mut fresh = expired.clone();
+    ///     fresh.set_query(Some("sig=renewed"));
+    ///     Some(fresh)
+    /// });
+    /// # drop(options);
+    /// ```
+    #[must_use]
+    pub fn with_url_refresh(
+        mut self,
+        refresh: impl Fn(&Url, u16) -> Option<Url> + Send + Sync + 'static,
+    ) -> Self {
+        self.url_refresh = Some(UrlRefresh(std::sync::Arc::new(refresh)));
+        self
+    }
+
+    /// Caps the download rate at `bytes_per_second` (a token bucket with a burst of a tenth
+    /// of a second). Reads of bytes already held are not slowed. Default: no cap.
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// // A metered link: 64 KB/s, four times a 128 kbps stream.
+    /// let options = FileSourceOptions::new().with_rate_limit(64 * 1000);
+    /// # drop(options);
+    /// ```
+    #[must_use]
+    pub fn with_rate_limit(mut self, bytes_per_second: u64) -> Self {
+        self.rate_limit = Some(bytes_per_second);
+        self
+    }
+
+    /// Whether a complete body in the cache is checked with the server before it is
+    /// served. Default: `false` (offline-first: a cached body is served with no request).
+    ///
+    /// With `true`, [`FileSource::open_with_cache`](crate::FileSource::open_with_cache)
+    /// sends one conditional request (`If-None-Match`, else `If-Modified-Since`): `304 Not
+    /// Modified` serves the cache (no body bytes); an answer with other validators streams
+    /// the new version and replaces the body once it is complete (sessions already
+    /// reading the old one keep it); no answer at all serves the cache.
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// let options = FileSourceOptions::new().with_revalidate(true);
+    /// # drop(options);
+    /// ```
+    #[must_use]
+    pub fn with_revalidate(mut self, revalidate: bool) -> Self {
+        self.revalidate = revalidate;
+        self
+    }
+
     /// Checks every value; the first bad one is reported.
     pub(crate) fn validate(&self) -> Result<(), FileError> {
         let invalid = |msg: String| Err(FileError::InvalidOptions(msg));
@@ -284,6 +392,9 @@ impl FileSourceOptions {
         }
         if self.connect_timeout.is_zero() {
             return invalid("connect_timeout must be greater than zero".into());
+        }
+        if self.rate_limit == Some(0) {
+            return invalid("rate_limit must be greater than zero".into());
         }
         if self.read_timeout.is_zero() {
             return invalid("read_timeout must be greater than zero".into());
@@ -383,6 +494,10 @@ impl fmt::Debug for FileSourceOptions {
             .field("max_redirects", &self.max_redirects)
             .field("cache_key", &self.cache_key.as_ref().map(|_| "<set>"))
             .field("events", &self.events)
+            .field("max_bytes", &self.max_bytes)
+            .field("url_refresh", &self.url_refresh)
+            .field("rate_limit", &self.rate_limit)
+            .field("revalidate", &self.revalidate)
             .finish()
     }
 }

@@ -10,7 +10,7 @@
 
 mod cached;
 mod cursor;
-mod open;
+pub(crate) mod open;
 mod remote;
 mod stream;
 

@@ -51,6 +51,24 @@ impl CacheSink {
             .unwrap_or_default()
     }
 
+    /// The first byte range before `limit` the partial file does not hold: its start,
+    /// and where the next held bytes begin (if before the limit).
+    pub(crate) fn first_gap(&self, limit: Option<u64>) -> Option<(u64, Option<u64>)> {
+        let partial = self.partial.as_ref()?;
+        let mut start = 0;
+        while let Some(end) = partial.covered_end(start) {
+            start = end;
+        }
+        if limit.is_some_and(|limit| start >= limit) {
+            return None;
+        }
+        let end = match (partial.next_covered_start(start), limit) {
+            (Some(next), Some(limit)) => Some(next.min(limit)),
+            (next, limit) => next.or(limit),
+        };
+        Some((start, end))
+    }
+
     /// Starts a fresh partial file for the version the first response pinned.
     pub(crate) fn start(&mut self, pinned: &Validators) {
         let Some(partial) = &self.partial else {

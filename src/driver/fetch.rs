@@ -33,7 +33,8 @@ impl Driver {
             if self.reached_end(*fetch, *offset) {
                 return Ok(None);
             }
-            let failure = match self.open_body(*fetch, *offset, fetch.end) {
+            let end = self.prefetch_end(*fetch, *offset).unwrap_or(fetch.end);
+            let failure = match self.open_body(*fetch, *offset, end) {
                 Ok(None) => return Ok(None),
                 Ok(Some(open)) => return Ok(self.pump_first(*fetch, open, offset)),
                 Err(failure) => failure,
@@ -65,7 +66,11 @@ impl Driver {
     ) -> Flow {
         self.retries.reset();
         loop {
-            if let Some(interrupt) = self.poll_interrupt() {
+            let interrupt = match self.poll_interrupt() {
+                None if self.handing_over() => Some(Interrupt::Exit),
+                other => other,
+            };
+            if let Some(interrupt) = interrupt {
                 if let Some(open) = body.take() {
                     self.abandon_staged();
                     self.end_request();
@@ -143,6 +148,9 @@ impl Driver {
     /// after a seek, a window paced by the reader (see `window`), waiting for the reader
     /// when it has enough ahead. `Err` when a command or the stop comes first.
     fn window_end(&mut self, fetch: Fetch, offset: u64) -> Result<Option<u64>, Flow> {
+        if let Some(end) = self.prefetch_end(fetch, offset) {
+            return Ok(end);
+        }
         if fetch.epoch == 0 || !self.status.ranges() {
             return Ok(fetch.end);
         }
@@ -286,11 +294,21 @@ impl Driver {
         offset: &mut u64,
         failure: Failure,
     ) -> Result<(), Flow> {
+        if self.handing_over() {
+            // A session takes over; it retries on its own.
+            return Err(Flow::Exit);
+        }
         match failure {
             // The session cancels only after it sent its command (or the stop): wait for it.
             Failure::Cancelled => Err(self.wait_interrupt().into()),
             Failure::Restart => {
                 self.restart(fetch, offset);
+                Ok(())
+            }
+            // An expired signed URL: with a fresh one the same bytes are asked for again.
+            Failure::Fatal(FileError::HttpStatus { status, .. })
+                if self.retries.deadline().is_none() && self.http.refresh(status) =>
+            {
                 Ok(())
             }
             Failure::Fatal(error) => Err(self.fail(fetch.epoch, error)),
@@ -387,6 +405,7 @@ impl Driver {
         let error = at_url(error, &self.http.shown_url());
         log::debug!("kithara-file: giving up: {error}");
         self.status.set_state(DownloadState::Failed);
+        self.status.set_failure(error.clone());
         self.report.emit(FileEvent::Error(error.clone()));
         error
     }

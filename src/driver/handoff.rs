@@ -135,6 +135,7 @@ pub(crate) fn handoff(capacity: usize, chunk_size: usize) -> (Outlet, Inlet) {
     let outlet = Outlet {
         data: Some(sender),
         slot: Arc::clone(&slot),
+        discard: false,
     };
     (
         outlet,
@@ -158,6 +159,8 @@ fn owned(bytes: Bytes, small: usize) -> Bytes {
 pub(crate) struct Outlet {
     data: Option<Sender<Message>>,
     slot: Arc<Mutex<Slot>>,
+    /// Nobody reads (a prefetch): messages are dropped once the cache has them.
+    discard: bool,
 }
 
 /// What staging one read gave back to the driver.
@@ -169,6 +172,11 @@ pub(crate) struct Staging {
 }
 
 impl Outlet {
+    /// No reader: every message is dropped (the driver writes the cache before sending).
+    pub(crate) fn discard(&mut self) {
+        self.discard = true;
+    }
+
     /// Keeps the bytes readers take from the slot, for the cache write-through.
     pub(crate) fn keep_taken(&self, keep: bool) {
         lock(&self.slot).keep_taken = keep;
@@ -249,6 +257,9 @@ impl Outlet {
         let Some(data) = &self.data else {
             return Err(Interrupt::Exit);
         };
+        if self.discard {
+            return Ok(());
+        }
         let sent = match data.try_send(message) {
             Ok(()) => Ok(()),
             Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(Interrupt::Exit),

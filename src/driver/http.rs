@@ -32,6 +32,10 @@ pub(crate) struct Http {
     pub pinned: Option<Validators>,
     /// The pinned validators came from a partial cache file and await the server's word.
     pub pinned_from_cache: bool,
+    /// The URL of the last request refused with a status, for `with_url_refresh`.
+    refused: Option<Url>,
+    /// A refreshed URL is in use and has not been answered yet: refused again, it fails.
+    refreshing: bool,
 }
 
 /// A response whose head has been checked.
@@ -49,6 +53,8 @@ impl Http {
             retired: None,
             pinned_from_cache: pinned.is_some(),
             pinned,
+            refused: None,
+            refreshing: false,
             url,
             options,
         }
@@ -66,6 +72,30 @@ impl Http {
     /// The URL requests go to, redacted.
     pub(crate) fn shown_url(&self) -> String {
         redact(&self.url)
+    }
+
+    /// Asks the user's `with_url_refresh` callback for a fresh URL after `status` (an
+    /// expired signed URL); `true` when requests now go there. A refreshed URL that is
+    /// refused again gets no second refresh.
+    pub(crate) fn refresh(&mut self, status: u16) -> bool {
+        if self.refreshing || !matches!(status, 401 | 403 | 410) {
+            return false;
+        }
+        let (Some(refresh), Some(refused)) = (&self.options.url_refresh, &self.refused) else {
+            return false;
+        };
+        let Some(fresh) = refresh.refresh(refused, status) else {
+            return false;
+        };
+        log::debug!(
+            "kithara-file: HTTP {status} from {}: refreshed to {}",
+            redact(refused),
+            redact(&fresh)
+        );
+        // Redirect targets of the expired URL are not kept: the fresh one starts over.
+        self.url = fresh;
+        self.refreshing = true;
+        true
     }
 
     /// Keeps an abandoned body to close after the next request went out.
@@ -88,7 +118,14 @@ impl Http {
     ) -> Result<Answer, Failure> {
         let (url, response) = self.follow(requested, deadline, status)?;
         let head = response_head(&response);
-        let plan = self.plan(requested, &head, &url)?;
+        let plan = match self.plan(requested, &head, &url) {
+            Err(Failure::Fatal(error @ FileError::HttpStatus { .. })) => {
+                self.refused = Some(url);
+                return Err(Failure::Fatal(error));
+            }
+            other => other?,
+        };
+        self.refreshing = false;
         // Later requests go straight to where the redirects led.
         self.url = url;
         Ok(Answer {

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::io::{ErrorKind, Read};
 
 use bytes::{Buf, Bytes, BytesMut};
+use crossbeam_channel::select;
 
 use super::handoff::{Message, Staged, Staging};
 use super::retry::{classify, Failure, Transient};
@@ -178,8 +179,10 @@ impl Driver {
         open: &mut OpenBody,
         position: &mut u64,
     ) -> Result<Read1, Interrupt> {
+        let grant = self.throttle()?;
         let spare = self.pool.spare();
-        let n = match open.body.read(spare) {
+        let room = spare.len().min(grant);
+        let n = match open.body.read(&mut spare[..room]) {
             Ok(0) => return Ok(Read1::Ended),
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(Read1::More),
@@ -188,6 +191,9 @@ impl Driver {
         let mut piece = spare.split_to(n);
         let full = spare.is_empty();
         self.status.count_fetched(n);
+        if let Some(rate) = &mut self.rate {
+            rate.spend(n);
+        }
         let skip = open.skip.min(n as u64);
         piece.advance(skip as usize);
         open.skip -= skip;
@@ -206,6 +212,24 @@ impl Driver {
             self.deliver(epoch, offset, piece, urgent, full)?;
         }
         Ok(if over { Read1::Ended } else { Read1::More })
+    }
+
+    /// How many bytes the next socket read may take under the rate cap, waiting (and
+    /// watching commands and the stop) until some may.
+    fn throttle(&mut self) -> Result<usize, Interrupt> {
+        let Some(rate) = &mut self.rate else {
+            return Ok(usize::MAX);
+        };
+        loop {
+            match rate.grant() {
+                Ok(bytes) => return Ok(bytes),
+                Err(wait) => select! {
+                    recv(self.commands) -> command => return Err(Interrupt::from_command(command.ok())),
+                    recv(self.stop.receiver()) -> _ => return Err(Interrupt::Exit),
+                    default(wait) => {}
+                },
+            }
+        }
     }
 
     /// Stages one read's bytes; sends the chunk when it is full or a reader waits for it.

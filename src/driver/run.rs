@@ -11,7 +11,9 @@ use super::cache_sink::CacheSink;
 use super::cancel::Cancel;
 use super::handoff::Outlet;
 use super::http::Http;
+use super::prefetching::Prefetching;
 use super::pump::{BufferPool, OpenBody};
+use super::rate::TokenBucket;
 use super::report::Report;
 use super::retry::Retries;
 use super::status::Status;
@@ -79,6 +81,9 @@ pub(crate) struct Driver {
     pub(crate) coverage: RangeSet,
     pub(crate) content_type: Option<String>,
     pub(crate) look_ahead: u64,
+    pub(crate) rate: Option<TokenBucket>,
+    /// Set for a prefetch (no reader).
+    pub(crate) prefetch: Option<Prefetching>,
 }
 
 /// A driver whose first request has been answered, ready to move into its thread.
@@ -93,8 +98,8 @@ pub(crate) struct Opening {
 impl Opening {
     /// Sends the first request and reads its first bytes on the calling thread, bounded
     /// by the open timeout: the first byte then costs no thread handoff.
-    pub(crate) fn open(spec: DriverSpec, parts: Parts) -> Result<Opening, FileError> {
-        let mut driver = Driver::new(&spec, parts);
+    pub(crate) fn open(mut spec: DriverSpec, parts: Parts) -> Result<Opening, FileError> {
+        let mut driver = Driver::new(&mut spec, parts);
         let deadline = Instant::now() + spec.options.open_timeout;
         driver.retries.set_deadline(Some(deadline));
         let mut first = spec.first;
@@ -126,8 +131,14 @@ impl Opening {
             body,
         } = self;
         let mut flow = driver.fetch(first, offset, body);
+        let mut epoch = first.epoch;
         loop {
             let fetch = match flow {
+                // A prefetch has no reader to ask: it moves on to the next gap itself.
+                Flow::Idle if driver.prefetch.is_some() => match driver.next_gap(epoch) {
+                    Some(fetch) => fetch,
+                    None => break,
+                },
                 Flow::Idle => match driver.wait_command() {
                     Some(fetch) => fetch,
                     None => break,
@@ -135,6 +146,7 @@ impl Opening {
                 Flow::Next(fetch) => fetch,
                 Flow::Exit => break,
             };
+            epoch = fetch.epoch;
             driver.outlet.begin(fetch.epoch, fetch.start);
             driver.pool.fresh();
             flow = driver.fetch(fetch, fetch.start, None);
@@ -145,7 +157,7 @@ impl Opening {
 }
 
 impl Driver {
-    fn new(spec: &DriverSpec, parts: Parts) -> Self {
+    fn new(spec: &mut DriverSpec, parts: Parts) -> Self {
         let look_ahead = spec.options.look_ahead;
         let sink = CacheSink::new(
             spec.partial.clone(),
@@ -171,6 +183,8 @@ impl Driver {
             coverage,
             content_type: None,
             look_ahead,
+            rate: spec.options.rate_limit.map(TokenBucket::new),
+            prefetch: spec.prefetch.take().map(Prefetching::new),
         }
     }
 

@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use std::sync::Mutex;
+
 use crate::events::{DownloadState, StateCell};
+use crate::{lock, FileError};
 
 /// "Length unknown". `range_policy` never accepts a length this large, so the sentinel
 /// cannot collide with a real one.
@@ -30,6 +33,8 @@ pub(crate) struct Status {
     demand_at: AtomicU64,
     demand_tx: Sender<()>,
     demand_rx: Receiver<()>,
+    /// The error the last fetch gave up with (a prefetch has no reader to hand it to).
+    failure: Mutex<Option<FileError>>,
 }
 
 impl Status {
@@ -49,7 +54,16 @@ impl Status {
             demand_at: AtomicU64::new(u64::MAX),
             demand_tx,
             demand_rx,
+            failure: Mutex::new(None),
         }
+    }
+
+    pub(crate) fn set_failure(&self, error: FileError) {
+        *lock(&self.failure) = Some(error);
+    }
+
+    pub(crate) fn failure(&self) -> Option<FileError> {
+        lock(&self.failure).clone()
     }
 
     /// The reader's position.

@@ -25,24 +25,31 @@ pub(super) fn open(
 ) -> Result<FileSession, FileError> {
     validate_url(&url)?;
     options.validate()?;
-    let asset_id = match &options.cache_key {
-        Some(key) => AssetId::from_key(key),
-        None => AssetId::from_url(&url),
-    };
-    let cache_use = match cache.map(|cache| cache.lease(&asset_id)) {
-        Some(Ok(lease)) => {
+    let asset_id = asset_id_for(&url, &options);
+    let cache_use = match cache.map(|cache| (cache.lease(&asset_id), cache)) {
+        Some((Ok(lease), cache)) => {
             if let Some(session) = open_complete(&lease, &url, &options, &asset_id) {
                 return Ok(session);
             }
+            // A prefetch of this asset in this process hands its bytes over first.
+            crate::prefetch::take_over(&cache.asset_dir(&asset_id));
             match claim_writer(lease, &url, &options, &asset_id) {
                 Ok(session) => return Ok(session),
                 Err(cache_use) => Some(cache_use),
             }
         }
         // A broken cache only turns caching off.
-        Some(Err(_)) | None => None,
+        Some((Err(_), _)) | None => None,
     };
     start_remote(url, options, asset_id, cache_use)
+}
+
+/// The asset id sessions (and prefetches) of `url` use.
+pub(crate) fn asset_id_for(url: &Url, options: &FileSourceOptions) -> AssetId {
+    match &options.cache_key {
+        Some(key) => AssetId::from_key(key),
+        None => AssetId::from_url(url),
+    }
 }
 
 /// Becomes the asset's writer when no one else is. `Ok` is a session served from a
@@ -121,7 +128,7 @@ fn open_complete(
 
 /// Bytes a previous run left are pinned to its validators: the first fetch is the first
 /// gap only. Without them, everything from byte 0.
-fn resume_point(partial: Option<&PartialFile>) -> (Option<Validators>, Fetch) {
+pub(crate) fn resume_point(partial: Option<&PartialFile>) -> (Option<Validators>, Fetch) {
     let whole = Fetch {
         epoch: 0,
         start: 0,
@@ -167,6 +174,7 @@ fn start_remote(
         first,
         pinned,
         partial: partial.clone(),
+        prefetch: None,
     };
     let (driver, opened) = driver::start(spec, Arc::clone(&status), &stop)?;
     let inner = Inner {

@@ -1,0 +1,218 @@
+//! Metered links and expiring URLs (issue "player features", sections 2 and 3): the rate
+//! cap, the look-ahead as a hard cap, and signed URLs refreshed mid-track.
+
+mod support;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kithara_file::{FileError, FileSource, FileSourceOptions, Url};
+use support::{pattern, Fault, TestServer};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+
+fn url(server: &TestServer, path: &str) -> Url {
+    server.url(path).parse().unwrap()
+}
+
+fn file_error(err: &std::io::Error) -> FileError {
+    err.get_ref()
+        .and_then(|e| e.downcast_ref::<FileError>())
+        .cloned()
+        .unwrap_or_else(|| panic!("not a FileError: {err:?}"))
+}
+
+#[test]
+fn the_rate_limit_holds_the_download_to_the_cap() {
+    let server = TestServer::start();
+    let body = pattern(8 * MIB as usize, 1);
+    server.add_file("/r", body.clone());
+    let cap = 400_000u64;
+    let session = FileSource::open(
+        url(&server, "/r"),
+        FileSourceOptions::new().with_rate_limit(cap),
+    )
+    .unwrap();
+    // The reader reads as fast as it can: only the cap slows it.
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while started.elapsed() < Duration::from_secs(3) {
+        let n = (&session).read(&mut buf).unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = session.bytes_fetched() as f64 / elapsed;
+    println!("rate cap {cap} B/s: measured {rate:.0} B/s over {elapsed:.1} s");
+    assert!(got == body[..got.len()]);
+    assert!(
+        (rate - cap as f64).abs() < cap as f64 * 0.1,
+        "{rate:.0} B/s against a cap of {cap}"
+    );
+    // Bytes already held are not slowed: a seek back into the history reads at once.
+    let back = Instant::now();
+    (&session).seek(SeekFrom::Current(-100_000)).unwrap();
+    let mut held = vec![0u8; 100_000];
+    (&session).read_exact(&mut held).unwrap();
+    assert!(back.elapsed() < Duration::from_millis(50));
+}
+
+#[test]
+fn the_look_ahead_caps_what_is_fetched_ahead_of_a_reader_that_stops() {
+    let server = TestServer::start();
+    server.add_file("/big", pattern(64 * MIB as usize, 2));
+    for look_ahead in [256 * KIB, MIB, 4 * MIB] {
+        server.reset_counters();
+        let mut session = FileSource::open(
+            url(&server, "/big"),
+            FileSourceOptions::new().with_look_ahead(look_ahead),
+        )
+        .unwrap();
+        let mut head = vec![0u8; MIB as usize];
+        session.read_exact(&mut head).unwrap();
+        // The reader stops; let the driver take all it may.
+        let mut last = session.bytes_fetched();
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = session.bytes_fetched();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        let ahead = session.bytes_fetched() - MIB;
+        println!(
+            "look-ahead {look_ahead}: reader stopped after 1 MiB of 64 MiB, {} bytes fetched \
+             ({ahead} ahead), {} served",
+            session.bytes_fetched(),
+            server.bytes_served("/big")
+        );
+        assert!(
+            ahead <= look_ahead,
+            "{ahead} bytes ahead with a look-ahead of {look_ahead}"
+        );
+    }
+}
+
+/// A signed URL: `/track?sig=N` of one file.
+fn signed(server: &TestServer, sig: u32) -> Url {
+    url(server, &format!("/track?sig={sig}"))
+}
+
+#[test]
+fn an_expired_signed_url_is_refreshed_and_the_track_goes_on_at_the_exact_byte() {
+    let server = TestServer::start();
+    let body = pattern(4 * MIB as usize, 3);
+    server.add_file("/track", body.clone());
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let options = {
+        let calls = Arc::clone(&calls);
+        let fresh = signed(&server, 2);
+        FileSourceOptions::new()
+            .with_look_ahead(256 * KIB)
+            .with_url_refresh(move |expired: &Url, status| {
+                calls.lock().unwrap().push((expired.clone(), status));
+                Some(fresh.clone())
+            })
+    };
+    let mut session = FileSource::open(signed(&server, 1), options).unwrap();
+    let mut got = vec![0u8; MIB as usize];
+    session.read_exact(&mut got).unwrap();
+    // The signature expires: the next request (a seek) is refused.
+    server.push_faults(
+        "/track",
+        [Fault::Status {
+            code: 403,
+            retry_after: None,
+            body: b"expired".to_vec(),
+        }],
+    );
+    session.seek(SeekFrom::Start(3 * MIB)).unwrap();
+    let mut rest = Vec::new();
+    session.read_to_end(&mut rest).unwrap();
+    assert!(rest == body[3 * MIB as usize..]);
+    let calls = calls.lock().unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].1, 403);
+    assert_eq!(calls[0].0.query(), Some("sig=1"));
+    // After the refusal the same bytes were asked for at the fresh URL, and only there.
+    let requests = server.requests();
+    let from_seek = format!("bytes={}-", 3 * MIB);
+    let refused = requests
+        .iter()
+        .position(|r| {
+            r.range
+                .as_deref()
+                .is_some_and(|r| r.starts_with(&from_seek))
+        })
+        .unwrap();
+    assert!(requests[refused].path.ends_with("sig=1"));
+    let retry = &requests[refused + 1];
+    assert!(retry.path.ends_with("sig=2"), "{}", retry.path);
+    assert!(retry.range.as_deref().unwrap().starts_with(&from_seek));
+    assert!(requests[refused + 1..]
+        .iter()
+        .all(|r| r.path.ends_with("sig=2")));
+    // The cache key is the original URL's.
+    let plain = FileSource::open(signed(&server, 1), FileSourceOptions::new()).unwrap();
+    assert_eq!(session.asset_id(), plain.asset_id());
+}
+
+#[test]
+fn a_refresh_that_fails_again_or_gives_nothing_is_the_error() {
+    for give in [false, true] {
+        let server = TestServer::start();
+        server.add_file("/track", pattern(4 * MIB as usize, 4));
+        let options = {
+            let fresh = signed(&server, 9);
+            FileSourceOptions::new()
+                .with_look_ahead(256 * KIB)
+                .with_url_refresh(move |_: &Url, _| give.then(|| fresh.clone()))
+        };
+        let mut session = FileSource::open(signed(&server, 1), options).unwrap();
+        session.read_exact(&mut [0u8; 1000]).unwrap();
+        let refused = Fault::Status {
+            code: 410,
+            retry_after: None,
+            body: Vec::new(),
+        };
+        server.push_faults("/track", [refused.clone(), refused]);
+        session.seek(SeekFrom::Start(3 * MIB)).unwrap();
+        let err = session.read(&mut [0u8; 10]).unwrap_err();
+        assert!(
+            matches!(file_error(&err), FileError::HttpStatus { status: 410, .. }),
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
+fn a_refreshed_url_to_another_resource_is_a_changed_resource() {
+    let server = TestServer::start();
+    server.add_file("/track", pattern(4 * MIB as usize, 5));
+    // Another file, with validators of its own.
+    server.add_file("/other", Vec::new());
+    server.replace_file("/other", pattern(4 * MIB as usize, 6), Some("\"other\""));
+    let other = url(&server, "/other");
+    let options = FileSourceOptions::new()
+        .with_look_ahead(256 * KIB)
+        .with_url_refresh(move |_: &Url, _| Some(other.clone()));
+    let mut session = FileSource::open(signed(&server, 1), options).unwrap();
+    session.read_exact(&mut [0u8; 1000]).unwrap();
+    server.push_faults(
+        "/track",
+        [Fault::Status {
+            code: 401,
+            retry_after: None,
+            body: Vec::new(),
+        }],
+    );
+    session.seek(SeekFrom::Start(3 * MIB)).unwrap();
+    let err = session.read(&mut [0u8; 10]).unwrap_err();
+    assert!(
+        matches!(file_error(&err), FileError::ResourceChanged(_)),
+        "{err:?}"
+    );
+}
