@@ -19,6 +19,7 @@ use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender, TryRecvError
 use ureq::Agent;
 use url::Url;
 
+use crate::agent::build_agent;
 use crate::cache::{CachedMeta, PartialFile};
 use crate::events::{DownloadState, EventSink, FileEvent, StateCell};
 use crate::options::{is_secret_header, FileSourceOptions};
@@ -292,20 +293,6 @@ pub(crate) fn spawn(handoff: Receiver<Opening>) -> std::io::Result<thread::JoinH
                 drop(done);
             }
         })
-}
-
-fn build_agent(options: &FileSourceOptions) -> Agent {
-    Agent::config_builder()
-        .http_status_as_error(false)
-        // Redirects are followed by hand: the https-to-http check and the final URL need it.
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .timeout_connect(Some(options.connect_timeout))
-        .timeout_recv_response(Some(options.read_timeout))
-        .timeout_per_read(Some(options.read_timeout))
-        .user_agent(options.user_agent.as_str())
-        .build()
-        .into()
 }
 
 /// What the driver does next.

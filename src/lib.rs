@@ -38,6 +38,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod agent;
 mod cache;
 mod driver;
 mod error;
