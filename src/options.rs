@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::agent::parse_root_certificates;
 use crate::events::{EventSink, FileEvent};
 use crate::FileError;
 
@@ -63,6 +64,8 @@ pub struct FileSourceOptions {
     pub(crate) max_redirects: u32,
     pub(crate) cache_key: Option<String>,
     pub(crate) events: Option<EventSink>,
+    /// PEM texts as given; parsed (and checked) at open.
+    pub(crate) root_certificates: Vec<Vec<u8>>,
 }
 
 impl Default for FileSourceOptions {
@@ -80,6 +83,7 @@ impl Default for FileSourceOptions {
             max_redirects: 10,
             cache_key: None,
             events: None,
+            root_certificates: Vec::new(),
         }
     }
 }
@@ -178,6 +182,39 @@ impl FileSourceOptions {
         self
     }
 
+    /// Trusts the CA certificate(s) in `pem` (PEM text, as in a `.crt`/`.pem` file) in
+    /// addition to the default roots, for servers with a private CA: a NAS, a self-hosted
+    /// music server, a company network. Repeatable; a PEM bundle adds every certificate in
+    /// it. Default: the default roots only.
+    ///
+    /// Text that holds no PEM certificate, is not valid PEM, holds a certificate that does
+    /// not parse, or holds a private key is [`FileError::InvalidOptions`] at open.
+    ///
+    /// **The default roots** are Mozilla's root program as bundled into the binary by the
+    /// `webpki-roots` crate (ureq's rustls default; with extra roots the same list comes
+    /// from `webpki-root-certs`), not the operating system's store. Why: the same trust on
+    /// every platform, nothing to read from disk, and it works in minimal containers
+    /// without `ca-certificates`; the list is as fresh as the crate version built in. The
+    /// price: a CA installed only in the OS store (a private CA, a TLS-inspecting
+    /// corporate proxy) is not trusted until it is passed here.
+    ///
+    /// A server certificate that fails verification (unknown issuer, name mismatch,
+    /// expired) fails at once with [`FileError::Network`], never retried, and the message
+    /// says it is the certificate and what rustls reported.
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// # let pem = b"-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n";
+    /// // let pem = std::fs::read("/etc/my-nas/ca.crt")?;
+    /// let options = FileSourceOptions::new().with_root_certificate(pem);
+    /// # drop(options);
+    /// ```
+    #[must_use]
+    pub fn with_root_certificate(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.root_certificates.push(pem.as_ref().to_vec());
+        self
+    }
+
     /// Calls `callback` with every [`FileEvent`] of the session: opened, progress (at most
     /// every 100 ms), seeks, retries, stalls, completion, errors. Default: none.
     ///
@@ -239,6 +276,11 @@ impl FileSourceOptions {
                 return invalid("cache_key must not be empty".into());
             }
         }
+        for (n, pem) in self.root_certificates.iter().enumerate() {
+            if let Err(why) = parse_root_certificates(pem) {
+                return invalid(format!("root certificate #{} {why}", n + 1));
+            }
+        }
         Ok(())
     }
 }
@@ -275,6 +317,7 @@ impl fmt::Debug for FileSourceOptions {
             .field("max_redirects", &self.max_redirects)
             .field("cache_key", &self.cache_key.as_ref().map(|_| "<set>"))
             .field("events", &self.events)
+            .field("root_certificates", &self.root_certificates.len())
             .finish()
     }
 }
@@ -337,5 +380,18 @@ mod tests {
         let shown = format!("{options:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("visible"), "{shown}");
+    }
+
+    #[test]
+    fn bad_root_certificates_are_rejected_without_showing_them() {
+        for options in [
+            FileSourceOptions::new().with_root_certificate("hunter2"),
+            FileSourceOptions::new().with_root_certificate(b"\x30\x82\x01\x0a"),
+        ] {
+            match options.validate() {
+                Err(FileError::InvalidOptions(why)) => assert!(!why.contains("hunter2"), "{why}"),
+                other => panic!("accepted: {other:?}"),
+            }
+        }
     }
 }
