@@ -1,5 +1,5 @@
 //! The ureq agent behind every request of a session (timeouts, redirects by hand, the
-//! trusted roots).
+//! trusted roots), and what a TLS failure tells the user.
 
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::Agent;
@@ -68,9 +68,93 @@ pub(crate) fn parse_root_certificates(pem: &[u8]) -> Result<Vec<Certificate<'sta
     Ok(certs)
 }
 
+/// What to tell the user when `error` is a TLS failure: that it is the certificate (and
+/// which check failed) or the handshake, with what rustls reported. `None` for anything
+/// else. A TLS failure is never retried: the same server sends the same certificate.
+pub(crate) fn tls_failure_message(error: &ureq::Error) -> Option<String> {
+    let rustls_error = match error {
+        ureq::Error::Rustls(e) => e,
+        // rustls reports handshake failures as io `InvalidData` wrapping its error.
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())?,
+        ureq::Error::Tls(what) => return Some(format!("TLS setup failed: {what}")),
+        _ => return None,
+    };
+    Some(match rustls_error {
+        rustls::Error::InvalidCertificate(problem) => format!(
+            "the server's certificate was rejected ({}): rustls: {rustls_error}",
+            certificate_problem(problem)
+        ),
+        other => format!("TLS connection failed: rustls: {other}"),
+    })
+}
+
+/// A certificate check in a few words, with what the user can do about it.
+fn certificate_problem(problem: &rustls::CertificateError) -> &'static str {
+    use rustls::CertificateError as E;
+    match problem {
+        E::UnknownIssuer => {
+            "unknown issuer: not signed by a trusted root; a private CA can be trusted with \
+             FileSourceOptions::with_root_certificate"
+        }
+        E::NotValidForName | E::NotValidForNameContext { .. } => {
+            "name mismatch: it is not valid for this host"
+        }
+        E::Expired | E::ExpiredContext { .. } => "expired",
+        E::NotValidYet | E::NotValidYetContext { .. } => "not valid yet",
+        E::Revoked => "revoked",
+        E::BadSignature => "bad signature",
+        E::BadEncoding => "malformed",
+        E::InvalidPurpose | E::InvalidPurposeContext { .. } => "not issued for TLS servers",
+        _ => "failed verification",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::CertificateError;
+
+    fn wrapped(problem: CertificateError) -> ureq::Error {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(problem),
+        );
+        ureq::Error::from(io)
+    }
+
+    #[test]
+    fn certificate_failures_say_which_check_failed() {
+        for (problem, words) in [
+            (CertificateError::UnknownIssuer, "unknown issuer"),
+            (CertificateError::NotValidForName, "name mismatch"),
+            (CertificateError::Expired, "expired"),
+            (CertificateError::NotValidYet, "not valid yet"),
+        ] {
+            let message = tls_failure_message(&wrapped(problem)).unwrap();
+            assert!(message.contains("certificate"), "{message}");
+            assert!(message.contains(words), "{message}");
+            assert!(
+                message.contains("rustls: invalid peer certificate"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_errors_are_not_tls_failures() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(tls_failure_message(&ureq::Error::from(refused)), None);
+        let plain = std::io::Error::new(std::io::ErrorKind::InvalidData, "not rustls");
+        assert_eq!(tls_failure_message(&ureq::Error::from(plain)), None);
+        assert_eq!(tls_failure_message(&ureq::Error::HostNotFound), None);
+        let alert = ureq::Error::Rustls(rustls::Error::AlertReceived(
+            rustls::AlertDescription::HandshakeFailure,
+        ));
+        let message = tls_failure_message(&alert).unwrap();
+        assert!(message.starts_with("TLS connection failed"), "{message}");
+    }
 
     #[test]
     fn extra_roots_keep_every_default_root() {

@@ -19,7 +19,7 @@ use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender, TryRecvError
 use ureq::Agent;
 use url::Url;
 
-use crate::agent::build_agent;
+use crate::agent::{build_agent, tls_failure_message};
 use crate::cache::{CachedMeta, PartialFile};
 use crate::events::{DownloadState, EventSink, FileEvent, StateCell};
 use crate::options::{is_secret_header, FileSourceOptions};
@@ -1124,6 +1124,9 @@ fn classify_error(error: ureq::Error) -> Failure {
         retry_after: None,
         stalled,
     };
+    if let Some(message) = tls_failure_message(&error) {
+        return Failure::Fatal(FileError::Network(message));
+    }
     match error {
         ureq::Error::Timeout(_) | ureq::Error::BodyStalled => {
             transient(format!("stalled: {error}"), true)
