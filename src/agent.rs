@@ -1,13 +1,14 @@
 //! The ureq agent behind every request of a session (timeouts, redirects by hand, the
-//! trusted roots), and what a TLS failure tells the user.
+//! trusted roots, the proxy), and what a TLS failure tells the user.
 
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
-use ureq::Agent;
+use ureq::{Agent, Proxy};
+use url::Url;
 
 use crate::options::FileSourceOptions;
 
 /// The agent for one session. `options` were validated at open, so every root certificate
-/// parses.
+/// and the proxy URL parse.
 pub(crate) fn build_agent(options: &FileSourceOptions) -> Agent {
     let mut config = Agent::config_builder()
         .http_status_as_error(false)
@@ -18,6 +19,11 @@ pub(crate) fn build_agent(options: &FileSourceOptions) -> Agent {
         .timeout_recv_response(Some(options.read_timeout))
         .timeout_per_read(Some(options.read_timeout))
         .user_agent(options.user_agent.as_str());
+    // Without `with_proxy` the builder keeps ureq's default, `Proxy::try_from_env()`, read
+    // now (when the session opens).
+    if let Some(proxy) = &options.proxy {
+        config = config.proxy(Proxy::new(proxy.as_str()).ok());
+    }
     if !options.root_certificates.is_empty() {
         let tls = TlsConfig::builder()
             .root_certs(root_certs(&options.root_certificates))
@@ -66,6 +72,37 @@ pub(crate) fn parse_root_certificates(pem: &[u8]) -> Result<Vec<Certificate<'sta
         return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
     }
     Ok(certs)
+}
+
+/// Why `proxy` cannot be used, if it cannot. The message never shows its credentials.
+pub(crate) fn check_proxy(proxy: &Url) -> Result<(), String> {
+    let shown = redact_proxy(proxy);
+    if proxy.scheme() != "http" {
+        return Err(format!("proxy {shown} is not an http:// URL"));
+    }
+    if proxy.host_str().is_none_or(str::is_empty) {
+        return Err(format!("proxy {shown} has no host"));
+    }
+    if !matches!(proxy.path(), "" | "/") || proxy.query().is_some() || proxy.fragment().is_some() {
+        return Err(format!("proxy {shown} must be only scheme, host and port"));
+    }
+    Proxy::new(proxy.as_str())
+        .map(drop)
+        .map_err(|_| format!("proxy {shown} is not a valid proxy URL"))
+}
+
+/// The proxy URL for display: scheme, host and port; credentials replaced by `***`.
+pub(crate) fn redact_proxy(proxy: &Url) -> String {
+    let credentials = if proxy.username().is_empty() && proxy.password().is_none() {
+        ""
+    } else {
+        "***@"
+    };
+    let host = proxy.host_str().unwrap_or("");
+    match proxy.port() {
+        Some(port) => format!("{}://{credentials}{host}:{port}", proxy.scheme()),
+        None => format!("{}://{credentials}{host}", proxy.scheme()),
+    }
 }
 
 /// What to tell the user when `error` is a TLS failure: that it is the certificate (and
@@ -154,6 +191,30 @@ mod tests {
         ));
         let message = tls_failure_message(&alert).unwrap();
         assert!(message.starts_with("TLS connection failed"), "{message}");
+    }
+
+    #[test]
+    fn proxies_are_checked_and_shown_without_credentials() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        check_proxy(&url("http://127.0.0.1:3128")).unwrap();
+        check_proxy(&url("http://user:hunter2@proxy.example:8080/")).unwrap();
+        for bad in [
+            "https://proxy.example:3128",
+            "socks5://user:hunter2@127.0.0.1:1080",
+            "http://user:hunter2@proxy.example:3128/path",
+            "file:///tmp/proxy",
+        ] {
+            let err = check_proxy(&url(bad)).unwrap_err();
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        assert_eq!(
+            redact_proxy(&url("http://user:hunter2@proxy.example:8080/")),
+            "http://***@proxy.example:8080"
+        );
+        assert_eq!(
+            redact_proxy(&url("http://127.0.0.1:3128")),
+            "http://127.0.0.1:3128"
+        );
     }
 
     #[test]

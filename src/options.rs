@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::agent::parse_root_certificates;
+use url::Url;
+
+use crate::agent::{check_proxy, parse_root_certificates, redact_proxy};
 use crate::events::{EventSink, FileEvent};
 use crate::FileError;
 
@@ -66,6 +68,7 @@ pub struct FileSourceOptions {
     pub(crate) events: Option<EventSink>,
     /// PEM texts as given; parsed (and checked) at open.
     pub(crate) root_certificates: Vec<Vec<u8>>,
+    pub(crate) proxy: Option<Url>,
 }
 
 impl Default for FileSourceOptions {
@@ -84,6 +87,7 @@ impl Default for FileSourceOptions {
             cache_key: None,
             events: None,
             root_certificates: Vec::new(),
+            proxy: None,
         }
     }
 }
@@ -215,6 +219,27 @@ impl FileSourceOptions {
         self
     }
 
+    /// Sends every request through this HTTP proxy: `http://[user:password@]host[:port]`
+    /// (port 80 if none). Anything but an `http://` URL of scheme, host and port (with
+    /// optional credentials) is [`FileError::InvalidOptions`] at open.
+    ///
+    /// ureq opens an HTTP `CONNECT` tunnel through the proxy for `http` and `https`
+    /// origins alike, so the proxy sees only `host:port` and must allow `CONNECT` to the
+    /// origin's port. Credentials go to the proxy as `Proxy-Authorization: Basic` on the
+    /// `CONNECT`; they never appear in `Debug` output or in errors. An explicit proxy
+    /// applies to every host (`NO_PROXY` is not consulted).
+    ///
+    /// Default: ureq's lookup in the environment, read when the session opens: the first
+    /// of `ALL_PROXY`, `all_proxy`, `HTTPS_PROXY`, `https_proxy`, `HTTP_PROXY`,
+    /// `http_proxy` that parses as a proxy URL, used for every origin whatever its scheme,
+    /// with hosts matching `NO_PROXY`/`no_proxy` (`localhost`, `.example.com`,
+    /// `*.internal`, `*`) connected directly. No variable set: no proxy.
+    #[must_use]
+    pub fn with_proxy(mut self, proxy: Url) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
     /// Calls `callback` with every [`FileEvent`] of the session: opened, progress (at most
     /// every 100 ms), seeks, retries, stalls, completion, errors. Default: none.
     ///
@@ -281,6 +306,9 @@ impl FileSourceOptions {
                 return invalid(format!("root certificate #{} {why}", n + 1));
             }
         }
+        if let Some(proxy) = &self.proxy {
+            check_proxy(proxy).map_err(FileError::InvalidOptions)?;
+        }
         Ok(())
     }
 }
@@ -318,6 +346,7 @@ impl fmt::Debug for FileSourceOptions {
             .field("cache_key", &self.cache_key.as_ref().map(|_| "<set>"))
             .field("events", &self.events)
             .field("root_certificates", &self.root_certificates.len())
+            .field("proxy", &self.proxy.as_ref().map(redact_proxy))
             .finish()
     }
 }
@@ -376,15 +405,20 @@ mod tests {
         let options = FileSourceOptions::new()
             .with_header("Authorization", "Bearer hunter2")
             .with_header("Cookie", "session=hunter2")
-            .with_header("X-Trace", "visible");
+            .with_header("X-Trace", "visible")
+            .with_proxy("http://proxyuser:hunter2@127.0.0.1:3128".parse().unwrap());
         let shown = format!("{options:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("proxyuser"), "{shown}");
         assert!(shown.contains("visible"), "{shown}");
+        assert!(shown.contains("http://***@127.0.0.1:3128"), "{shown}");
     }
 
     #[test]
-    fn bad_root_certificates_are_rejected_without_showing_them() {
+    fn bad_proxies_and_root_certificates_are_rejected_without_showing_secrets() {
         for options in [
+            FileSourceOptions::new().with_proxy("https://u:hunter2@proxy.example".parse().unwrap()),
+            FileSourceOptions::new().with_proxy("socks5://u:hunter2@127.0.0.1".parse().unwrap()),
             FileSourceOptions::new().with_root_certificate("hunter2"),
             FileSourceOptions::new().with_root_certificate(b"\x30\x82\x01\x0a"),
         ] {
