@@ -49,6 +49,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod agent;
 mod cache;
 mod driver;
 mod error;

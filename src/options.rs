@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::agent::{check_proxy, parse_root_certificates, redact_proxy};
 use crate::events::{EventSink, FileEvent};
 use crate::redact::{self, redact};
 use crate::FileError;
@@ -92,6 +93,9 @@ pub struct FileSourceOptions {
     pub(crate) url_refresh: Option<UrlRefresh>,
     pub(crate) rate_limit: Option<u64>,
     pub(crate) revalidate: bool,
+    /// PEM texts as given; parsed (and checked) at open.
+    pub(crate) root_certificates: Vec<Vec<u8>>,
+    pub(crate) proxy: Option<Url>,
 }
 
 /// The user's callback that gives a fresh URL for one that expired.
@@ -132,6 +136,8 @@ impl Default for FileSourceOptions {
             url_refresh: None,
             rate_limit: None,
             revalidate: false,
+            root_certificates: Vec::new(),
+            proxy: None,
         }
     }
 }
@@ -275,6 +281,60 @@ impl FileSourceOptions {
     #[must_use]
     pub fn with_cache_key(mut self, key: impl Into<String>) -> Self {
         self.cache_key = Some(key.into());
+        self
+    }
+
+    /// Trusts the CA certificate(s) in `pem` (PEM text, as in a `.crt`/`.pem` file) in
+    /// addition to the default roots, for servers with a private CA: a NAS, a self-hosted
+    /// music server, a company network. Repeatable; a PEM bundle adds every certificate in
+    /// it. Default: the default roots only.
+    ///
+    /// Text that holds no PEM certificate, is not valid PEM, holds a certificate that does
+    /// not parse, or holds a private key is [`FileError::InvalidOptions`] at open.
+    ///
+    /// **The default roots** are Mozilla's root program as bundled into the binary by the
+    /// `webpki-roots` crate (ureq's rustls default; with extra roots the same list comes
+    /// from `webpki-root-certs`), not the operating system's store. Why: the same trust on
+    /// every platform, nothing to read from disk, and it works in minimal containers
+    /// without `ca-certificates`; the list is as fresh as the crate version built in. The
+    /// price: a CA installed only in the OS store (a private CA, a TLS-inspecting
+    /// corporate proxy) is not trusted until it is passed here.
+    ///
+    /// A server certificate that fails verification (unknown issuer, name mismatch,
+    /// expired) fails at once with [`FileError::Network`], never retried, and the message
+    /// says it is the certificate and what rustls reported.
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// # let pem = b"-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n";
+    /// // let pem = std::fs::read("/etc/my-nas/ca.crt")?;
+    /// let options = FileSourceOptions::new().with_root_certificate(pem);
+    /// # drop(options);
+    /// ```
+    #[must_use]
+    pub fn with_root_certificate(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.root_certificates.push(pem.as_ref().to_vec());
+        self
+    }
+
+    /// Sends every request through this HTTP proxy: `http://[user:password@]host[:port]`
+    /// (port 80 if none). Anything but an `http://` URL of scheme, host and port (with
+    /// optional credentials) is [`FileError::InvalidOptions`] at open.
+    ///
+    /// ureq opens an HTTP `CONNECT` tunnel through the proxy for `http` and `https`
+    /// origins alike, so the proxy sees only `host:port` and must allow `CONNECT` to the
+    /// origin's port. Credentials go to the proxy as `Proxy-Authorization: Basic` on the
+    /// `CONNECT`; they never appear in `Debug` output or in errors. An explicit proxy
+    /// applies to every host (`NO_PROXY` is not consulted).
+    ///
+    /// Default: ureq's lookup in the environment, read when the session opens: the first
+    /// of `ALL_PROXY`, `all_proxy`, `HTTPS_PROXY`, `https_proxy`, `HTTP_PROXY`,
+    /// `http_proxy` that parses as a proxy URL, used for every origin whatever its scheme,
+    /// with hosts matching `NO_PROXY`/`no_proxy` (`localhost`, `.example.com`,
+    /// `*.internal`, `*`) connected directly. No variable set: no proxy.
+    #[must_use]
+    pub fn with_proxy(mut self, proxy: Url) -> Self {
+        self.proxy = Some(proxy);
         self
     }
 
@@ -431,6 +491,14 @@ impl FileSourceOptions {
                 return invalid("cache_key must not be empty".into());
             }
         }
+        for (n, pem) in self.root_certificates.iter().enumerate() {
+            if let Err(why) = parse_root_certificates(pem) {
+                return invalid(format!("root certificate #{} {why}", n + 1));
+            }
+        }
+        if let Some(proxy) = &self.proxy {
+            check_proxy(proxy).map_err(FileError::InvalidOptions)?;
+        }
         Ok(())
     }
 }
@@ -498,6 +566,8 @@ impl fmt::Debug for FileSourceOptions {
             .field("url_refresh", &self.url_refresh)
             .field("rate_limit", &self.rate_limit)
             .field("revalidate", &self.revalidate)
+            .field("root_certificates", &self.root_certificates.len())
+            .field("proxy", &self.proxy.as_ref().map(redact_proxy))
             .finish()
     }
 }
@@ -614,6 +684,7 @@ mod tests {
             .with_cache_key("hunter2");
         let shown = format!("{options:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("proxyuser"), "{shown}");
         assert!(shown.contains("visible"), "{shown}");
         assert!(shown.contains("X-Trace"), "names are shown: {shown}");
     }
@@ -643,6 +714,30 @@ mod tests {
             let err = validate_url(&bad.parse().unwrap()).unwrap_err();
             assert!(matches!(err, FileError::InvalidUrl(_)), "{err}");
             assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_proxy_is_shown_without_its_credentials() {
+        let options = FileSourceOptions::new()
+            .with_proxy("http://proxyuser:hunter2@127.0.0.1:3128".parse().unwrap());
+        let shown = format!("{options:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("http://***@127.0.0.1:3128"), "{shown}");
+    }
+
+    #[test]
+    fn bad_proxies_and_root_certificates_are_rejected_without_showing_secrets() {
+        for options in [
+            FileSourceOptions::new().with_proxy("https://u:hunter2@proxy.example".parse().unwrap()),
+            FileSourceOptions::new().with_proxy("socks5://u:hunter2@127.0.0.1".parse().unwrap()),
+            FileSourceOptions::new().with_root_certificate("hunter2"),
+            FileSourceOptions::new().with_root_certificate(b"\x30\x82\x01\x0a"),
+        ] {
+            match options.validate() {
+                Err(FileError::InvalidOptions(why)) => assert!(!why.contains("hunter2"), "{why}"),
+                other => panic!("accepted: {other:?}"),
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use url::Url;
 
 use super::retry::{classify, open_timed_out, Failure, Transient};
 use super::status::Status;
+use crate::agent::build_agent;
 use crate::range_policy::{
     follow_redirect, plan_response, range_header, Plan, Refusal, Requested, ResponseHead,
     Validators,
@@ -244,20 +245,6 @@ impl Http {
             .call()
             .map_err(classify)
     }
-}
-
-fn build_agent(options: &FileSourceOptions) -> Agent {
-    Agent::config_builder()
-        .http_status_as_error(false)
-        // Redirects are followed by hand: the https-to-http check and the final URL need it.
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .timeout_connect(Some(options.connect_timeout))
-        .timeout_recv_response(Some(options.read_timeout))
-        .timeout_per_read(Some(options.read_timeout))
-        .user_agent(options.user_agent.as_str())
-        .build()
-        .into()
 }
 
 fn header(response: &Response<Body>, name: &str) -> Option<String> {

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::agent::tls_failure_message;
 use crate::error::{classify_transport, gave_up, LastFailure, Transport};
 use crate::range_policy::{retry_delay, RetryAfter};
 use crate::{FileError, FileSourceOptions};
@@ -138,6 +139,10 @@ pub(crate) fn open_timed_out(cause: &str) -> FileError {
 
 /// Sorts a ureq failure into retry or give up (the rule is `error::classify_transport`).
 pub(crate) fn classify(error: ureq::Error) -> Failure {
+    // A certificate that fails verification is fatal at once, and says which check failed.
+    if let Some(message) = tls_failure_message(&error) {
+        return Failure::Fatal(FileError::Network(message));
+    }
     match classify_transport(&error) {
         Transport::Retry { cause, stalled } => Failure::Transient(Transient {
             stalled,
