@@ -960,7 +960,12 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
         Goal::RatioAtMost(1.1),
     );
     cpu.ref_label = "plain ureq".into();
-    let mut switches = Row::new("1d", "context switches, seq read", Unit::PerMib, Goal::Info);
+    let mut switches = Row::new(
+        "1d",
+        "context switches, seq read",
+        Unit::PerMib,
+        Goal::RatioAtMost(2.0),
+    );
     switches.ref_label = "plain ureq".into();
     let mut curl_row = Row::new(
         "1e",
@@ -1051,7 +1056,7 @@ fn target_first_byte(b: &Bench, main: &TestFile) -> Vec<Row> {
         "4",
         "open -> first byte",
         Unit::Micros,
-        Goal::RatioAtMost(1.3),
+        Goal::RatioAtMost(1.2),
     );
     row.ref_label = "plain ureq GET".into();
     for rep in 0..=b.config.ttfb_reps {
@@ -1162,7 +1167,7 @@ fn seek_read(
 
 /// 5: seeks. (a) into bytes not downloaded vs a plain ureq Range request on a new
 /// connection; (b) into bytes held in memory (backward into the history, forward into the
-/// look-ahead) against 5 µs.
+/// look-ahead) against 3 µs.
 fn target_seek(b: &Bench, main: &TestFile) -> Vec<Row> {
     let url = b.server.url(&main.name);
     let reps = b.config.seek_reps;
@@ -1170,7 +1175,7 @@ fn target_seek(b: &Bench, main: &TestFile) -> Vec<Row> {
         "5a",
         "far seek + 4 KiB read",
         Unit::Micros,
-        Goal::RatioAtMost(2.0),
+        Goal::RatioAtMost(1.5),
     );
     far.ref_label = "plain ureq Range GET (new conn)".into();
     let offsets = far_offsets(main.size, reps + 1, 0x5eed);
@@ -1258,13 +1263,13 @@ fn target_seek(b: &Bench, main: &TestFile) -> Vec<Row> {
         "5b",
         "seek back into history + 4 KiB",
         Unit::Micros,
-        Goal::AtMost(5.0),
+        Goal::AtMost(3.0),
     );
     let mut fwd = Row::new(
         "5b'",
         "seek fwd into look-ahead + 4 KiB",
         Unit::Micros,
-        Goal::AtMost(5.0),
+        Goal::AtMost(3.0),
     );
     for rep in 0..=reps {
         let record = rep > 0;
@@ -1633,7 +1638,7 @@ mod cache_targets {
             "5c",
             "seek in cached body + 4 KiB",
             Unit::Micros,
-            Goal::AtMost(5.0),
+            Goal::AtMost(3.0),
         );
         let dir = b.work.join("cache-hit");
         let setup = AssetCache::open(&dir)
