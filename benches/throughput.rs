@@ -14,15 +14,20 @@
 //! no table: for perf/callgrind).
 //!
 //! The server is nginx (`sendfile on`, one process, loopback, a free port) when installed,
-//! else a small std-based server in this process; the table says which. The files are
-//! random bytes from a counter-based generator, so any range can be checked without the
-//! file in memory; whole reads are checked by SHA-256 against the file.
+//! else a small std-based server in this process; the table says which. The row nginx
+//! cannot play (an origin that trickles after the first 640 KiB of every response) runs
+//! against a shaped std origin in this process (`throughput/origin.rs`).
+//! The files are random bytes from a counter-based generator, so any range can be checked
+//! without the file in memory; whole reads are checked by SHA-256 against the file.
 //!
 //! The stream-download comparison runs `stream-download-ref` (a workspace member) as a
 //! child process when it has been built: `cargo build --release -p stream-download-ref`.
 
+#[path = "throughput/origin.rs"]
+mod origin;
+
 use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -32,6 +37,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kithara_file::{FileSession, FileSource, FileSourceOptions, Url};
+use origin::Shape;
 use sha2::{Digest, Sha256};
 
 const KIB: u64 = 1024;
@@ -41,6 +47,10 @@ const GIB: u64 = 1024 * MIB;
 const BUFFER: usize = 64 * 1024;
 /// The read after a seek.
 const SEEK_READ: usize = 4 * 1024;
+/// The trickling origin (5d): this many bytes of every response at full speed, then
+/// `TRICKLE_RATE` bytes per second.
+const TRICKLE_FAST: u64 = 640 * KIB;
+const TRICKLE_RATE: f64 = 64.0 * KIB as f64;
 
 // ---------------------------------------------------------------------------------------
 // Configuration
@@ -296,7 +306,12 @@ impl Server {
             }
             return Err(format!("nginx did not start: {last}"));
         }
-        start_std_server(www)
+        let std = origin::start(www, Shape::FULL_SPEED)?;
+        Ok(Server {
+            origin: std.origin,
+            kind: ServerKind::Std,
+            nginx: None,
+        })
     }
 
     fn url(&self, name: &str) -> Url {
@@ -384,107 +399,6 @@ fn start_nginx(binary: &Path, base: &Path, www: &Path) -> Result<Server, String>
         kind: ServerKind::Nginx,
         nginx: Some(child),
     })
-}
-
-/// The fallback: HTTP/1.1 GET with keep-alive, Content-Length, single `bytes=` ranges and
-/// a strong ETag; a thread per connection. Lives until the process exits.
-fn start_std_server(www: &Path) -> Result<Server, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let root = www.to_path_buf();
-    thread::Builder::new()
-        .name("bench-http".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let root = root.clone();
-                let _ = thread::Builder::new()
-                    .name("bench-http-conn".into())
-                    .spawn(move || {
-                        let _ = serve_connection(stream, &root);
-                    });
-            }
-        })
-        .map_err(|e| e.to_string())?;
-    Ok(Server {
-        origin: format!("http://127.0.0.1:{port}"),
-        kind: ServerKind::Std,
-        nginx: None,
-    })
-}
-
-fn serve_connection(stream: TcpStream, root: &Path) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream;
-    let mut chunk = vec![0u8; 256 * 1024];
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line)? == 0 {
-            return Ok(());
-        }
-        let mut range = None;
-        for _ in 0..100 {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.trim().eq_ignore_ascii_case("range") {
-                    range = Some(value.trim().to_string());
-                }
-            }
-        }
-        let mut parts = request_line.split_whitespace();
-        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-        let name = target.trim_start_matches('/');
-        let path = root.join(name);
-        let file = if method != "GET" || name.contains("..") || name.contains('/') {
-            None
-        } else {
-            std::fs::File::open(&path).ok()
-        };
-        let Some(mut file) = file else {
-            out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
-            continue;
-        };
-        let size = file.metadata()?.len();
-        let etag = format!("\"{size:x}-{}\"", name.len());
-        let span = range.as_deref().and_then(|r| parse_range(r, size));
-        let (status, start, end) = match span {
-            Some((start, end)) => ("206 Partial Content", start, end),
-            None => ("200 OK", 0, size),
-        };
-        let mut head = format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nETag: {etag}\r\n\
-             Content-Type: application/octet-stream\r\n",
-            end - start
-        );
-        if span.is_some() {
-            let _ = write!(head, "Content-Range: bytes {start}-{}/{size}\r\n", end - 1);
-        }
-        head.push_str("\r\n");
-        out.write_all(head.as_bytes())?;
-        file.seek(SeekFrom::Start(start))?;
-        let mut left = end - start;
-        while left > 0 {
-            let n = (left.min(chunk.len() as u64)) as usize;
-            file.read_exact(&mut chunk[..n])?;
-            out.write_all(&chunk[..n])?;
-            left -= n as u64;
-        }
-    }
-}
-
-/// `bytes=a-b` or `bytes=a-` within `size`, as `start..end`.
-fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = value.strip_prefix("bytes=")?;
-    let (a, b) = spec.split_once('-')?;
-    let start: u64 = a.trim().parse().ok()?;
-    let end = match b.trim() {
-        "" => size,
-        b => b.parse::<u64>().ok()?.saturating_add(1).min(size),
-    };
-    (start < end).then_some((start, end))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -933,6 +847,8 @@ struct Bench<'a> {
     server: &'a Server,
     /// Scratch space for cache directories (targets 2 and 3).
     work: &'a Path,
+    /// The files every server serves (the shaped origins of 5d and 8 start on it).
+    www: &'a Path,
     sd: Option<PathBuf>,
 }
 
@@ -1165,6 +1081,21 @@ fn seek_read(
     Ok(us)
 }
 
+/// The reference of a far seek: a plain ureq `Range` GET of 4 KiB on a new agent (so a
+/// new connection), read to its end: microseconds, bytes checked.
+fn plain_range_read(url: &Url, file: &TestFile, offset: u64) -> Result<f64, String> {
+    let mut buffer = [0u8; SEEK_READ];
+    let last = offset + SEEK_READ as u64 - 1;
+    let t0 = Instant::now();
+    let mut reader = plain_get(url, Some((offset, last)))?;
+    reader.read_exact(&mut buffer).map_err(|e| e.to_string())?;
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).map_err(|e| e.to_string())?;
+    let us = t0.elapsed().as_secs_f64() * 1e6;
+    check_bytes(file.seed, offset, &buffer, &mut Vec::new())?;
+    Ok(us)
+}
+
 /// 5: seeks. (a) into bytes not downloaded vs a plain ureq Range request on a new
 /// connection; (b) into bytes held in memory (backward into the history, forward into the
 /// look-ahead) against 3 µs.
@@ -1196,21 +1127,7 @@ fn target_seek(b: &Bench, main: &TestFile) -> Vec<Row> {
                 let mut run_ours = || {
                     ours_result = Some(seek_read(&mut session, main, offset, &mut scratch));
                 };
-                let mut run_plain = || {
-                    let mut buffer = [0u8; SEEK_READ];
-                    let last = offset + SEEK_READ as u64 - 1;
-                    let t0 = Instant::now();
-                    let result = plain_get(&url, Some((offset, last))).and_then(|mut r| {
-                        r.read_exact(&mut buffer).map_err(|e| e.to_string())?;
-                        let mut rest = Vec::new();
-                        r.read_to_end(&mut rest).map_err(|e| e.to_string())?;
-                        Ok(t0.elapsed().as_secs_f64() * 1e6)
-                    });
-                    plain_result = Some(result.and_then(|us| {
-                        let mut scratch = Vec::new();
-                        check_bytes(main.seed, offset, &buffer, &mut scratch).map(|()| us)
-                    }));
-                };
+                let mut run_plain = || plain_result = Some(plain_range_read(&url, main, offset));
                 rotate(rep, &mut [&mut run_ours, &mut run_plain]);
                 match ours_result {
                     Some(Ok(us)) if record => far.ours.push(us),
@@ -1309,6 +1226,80 @@ fn target_seek(b: &Bench, main: &TestFile) -> Vec<Row> {
     rows.push(back);
     rows.push(fwd);
     rows
+}
+
+/// Waits (bounded by `limit`) until the session has received `bytes`.
+fn wait_fetched(session: &FileSession, bytes: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while session.bytes_fetched() < bytes && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A URL on an origin of this process (`origin` is `http://127.0.0.1:PORT`).
+fn origin_url(origin: &str, target: &str) -> Result<Url, String> {
+    let target = target.trim_start_matches('/');
+    Url::parse(&format!("{origin}/{target}")).map_err(|e| format!("{origin}/{target}: {e}"))
+}
+
+/// 5d: far seek + 4 KiB on an origin that serves every response fast for its first
+/// 640 KiB and then trickles at 64 KiB/s, so the download running when the seek comes is
+/// slow but not silent (the seek must not wait on it); vs a plain ureq Range GET on a new
+/// connection to the same origin.
+fn target_trickle(b: &Bench, main: &TestFile) -> Vec<Row> {
+    let mut row = Row::new(
+        "5d",
+        "far seek + 4 KiB, trickling origin",
+        Unit::Micros,
+        Goal::RatioAtMost(1.5),
+    );
+    row.ref_label = "plain ureq Range GET (new conn)".into();
+    let setup = origin::start(b.www, Shape::trickle(TRICKLE_FAST, TRICKLE_RATE))
+        .and_then(|o| origin_url(&o.origin, &main.name));
+    let url = match setup {
+        Ok(url) => url,
+        Err(e) => {
+            row.fail(e);
+            return vec![row];
+        }
+    };
+    let mut session = match ours_open(&url) {
+        Ok(s) => s,
+        Err(e) => {
+            row.fail(e);
+            return vec![row];
+        }
+    };
+    // Into the trickle: the fast part of the response received, then a segment's time.
+    let trickling = |session: &FileSession, from: u64| {
+        wait_fetched(session, from + TRICKLE_FAST, Duration::from_secs(3));
+        thread::sleep(Duration::from_millis(30));
+    };
+    let mut head = vec![0u8; BUFFER];
+    if let Err(e) = session.read_exact(&mut head) {
+        row.fail(format!("ours: first read: {e}"));
+        return vec![row];
+    }
+    trickling(&session, 0);
+    let offsets = far_offsets(main.size, b.config.seek_reps + 1, 0x7c1e);
+    let mut scratch = Vec::new();
+    let requests_before = session.request_count();
+    for (rep, &offset) in offsets.iter().enumerate() {
+        let fetched = session.bytes_fetched();
+        let (mut r_ours, mut r_plain) = (None, None);
+        rotate(
+            rep,
+            &mut [
+                &mut || r_ours = Some(seek_read(&mut session, main, offset, &mut scratch)),
+                &mut || r_plain = Some(plain_range_read(&url, main, offset)),
+            ],
+        );
+        record(&mut row, rep > 0, r_ours, r_plain);
+        trickling(&session, fetched);
+    }
+    let requests = session.request_count() - requests_before;
+    row.note = format!("{requests} requests for {} seeks", offsets.len());
+    vec![row]
 }
 
 /// 6: anonymous RSS while streaming, measured in a child process.
@@ -1761,6 +1752,7 @@ fn run(config: &Config) -> Result<(), String> {
         config,
         server: &server,
         work: work.path(),
+        www: &www,
         sd: sd_binary(),
     };
     let header = format!(
@@ -1810,6 +1802,7 @@ fn run(config: &Config) -> Result<(), String> {
     }
     if config.runs(5) {
         step("5 seeks", &mut || target_seek(&bench, &main));
+        step("5d trickling origin", &mut || target_trickle(&bench, &main));
     }
     if let Some((small, large)) = &rss {
         step("6 memory", &mut || target_memory(&bench, small, large));
