@@ -26,6 +26,7 @@
 #[path = "throughput/origin.rs"]
 mod origin;
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
@@ -37,7 +38,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kithara_file::{FileSession, FileSource, FileSourceOptions, Url};
-use origin::Shape;
+use origin::{OriginLog, Shape};
 use sha2::{Digest, Sha256};
 
 const KIB: u64 = 1024;
@@ -51,6 +52,11 @@ const SEEK_READ: usize = 4 * 1024;
 /// `TRICKLE_RATE` bytes per second.
 const TRICKLE_FAST: u64 = 640 * KIB;
 const TRICKLE_RATE: f64 = 64.0 * KIB as f64;
+/// Seek traffic (5e): random seeks over a file the size of a 4.4 MB MP3, each followed
+/// by a decoder-sized read.
+const TRAFFIC_SEEKS: usize = 300;
+const TRAFFIC_SIZE: u64 = 4_400_000;
+const TRAFFIC_FILE: &str = "traffic.bin";
 
 // ---------------------------------------------------------------------------------------
 // Configuration
@@ -79,6 +85,8 @@ struct Config {
     rss_reps: usize,
     ttfb_reps: usize,
     seek_reps: usize,
+    /// Repetitions of the seek-traffic workload (5e).
+    traffic_reps: usize,
     markdown: Option<PathBuf>,
     server: Option<ServerKind>,
     only: Option<Vec<u32>>,
@@ -101,6 +109,7 @@ impl Config {
                 rss_reps: 1,
                 ttfb_reps: 11,
                 seek_reps: 11,
+                traffic_reps: 1,
                 markdown: None,
                 server: None,
                 only: None,
@@ -118,6 +127,7 @@ impl Config {
                 rss_reps: 3,
                 ttfb_reps: 51,
                 seek_reps: 31,
+                traffic_reps: 3,
                 markdown: None,
                 server: None,
                 only: None,
@@ -286,6 +296,18 @@ struct Server {
     origin: String,
     kind: ServerKind,
     nginx: Option<Child>,
+    /// nginx: the access log of `TRAFFIC_FILE` (connection, its request count, status,
+    /// body bytes, URI); std: the origin's own log of every request.
+    traffic_log: Option<PathBuf>,
+    std_log: Option<Arc<OriginLog>>,
+}
+
+/// A request as the server saw it.
+struct Seen {
+    connection: u64,
+    nth_on_connection: u64,
+    /// Body bytes the server sent (nginx's `$body_bytes_sent`; unknown for std).
+    bytes: Option<u64>,
 }
 
 impl Server {
@@ -311,11 +333,64 @@ impl Server {
             origin: std.origin,
             kind: ServerKind::Std,
             nginx: None,
+            traffic_log: None,
+            std_log: Some(std.log),
         })
     }
 
     fn url(&self, name: &str) -> Url {
         Url::parse(&format!("{}/{name}", self.origin)).expect("a valid loopback URL")
+    }
+
+    /// The requests for exactly `target` (path and query) the server has logged. nginx
+    /// logs a request when it ends, an abandoned one when it notices the client left:
+    /// waits (bounded) until `expected` are there.
+    fn seen(&self, target: &str, expected: u64) -> Result<Vec<Seen>, String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let seen = self.seen_now(target)?;
+            if seen.len() as u64 >= expected || Instant::now() >= deadline {
+                return Ok(seen);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn seen_now(&self, target: &str) -> Result<Vec<Seen>, String> {
+        if let Some(log) = &self.std_log {
+            return Ok(log
+                .for_target(target)
+                .into_iter()
+                .map(|s| Seen {
+                    connection: s.connection,
+                    nth_on_connection: s.nth_on_connection,
+                    bytes: None,
+                })
+                .collect());
+        }
+        let path = self.traffic_log.as_ref().ok_or("no access log")?;
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut seen = Vec::new();
+        for line in text.lines() {
+            // `$connection $connection_requests $status $body_bytes_sent $request_uri`
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [connection, nth, _status, bytes, uri] = fields[..] else {
+                return Err(format!("access log line: {line}"));
+            };
+            if uri != target {
+                continue;
+            }
+            let num = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("access log line: {line}"))
+            };
+            seen.push(Seen {
+                connection: num(connection)?,
+                nth_on_connection: num(nth)?,
+                bytes: Some(num(bytes)?),
+            });
+        }
+        Ok(seen)
     }
 
     fn label(&self) -> String {
@@ -366,12 +441,15 @@ fn start_nginx(binary: &Path, base: &Path, www: &Path) -> Result<Server, String>
         "daemon off;\nmaster_process off;\nworker_processes 1;\npid {b}/nginx.pid;\n\
          error_log {b}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
          http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  tcp_nodelay on;\n\
+         \x20 log_format traffic '$connection $connection_requests $status $body_bytes_sent \
+         $request_uri';\n\
          \x20 keepalive_requests 1000000;\n  keepalive_timeout 120s;\n\
          \x20 default_type application/octet-stream;\n  types {{ }}\n\
          \x20 client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n\
          \x20 fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n\
          \x20 scgi_temp_path {t}/scgi;\n\
-         \x20 server {{\n    listen 127.0.0.1:{port};\n    root {www};\n  }}\n}}\n",
+         \x20 server {{\n    listen 127.0.0.1:{port};\n    root {www};\n\
+         \x20   location = /{TRAFFIC_FILE} {{ access_log {b}/traffic.log traffic; }}\n  }}\n}}\n",
         www = www.display()
     );
     let conf_path = base.join("nginx.conf");
@@ -398,6 +476,8 @@ fn start_nginx(binary: &Path, base: &Path, www: &Path) -> Result<Server, String>
         origin: format!("http://127.0.0.1:{port}"),
         kind: ServerKind::Nginx,
         nginx: Some(child),
+        traffic_log: Some(base.join("traffic.log")),
+        std_log: None,
     })
 }
 
@@ -590,6 +670,9 @@ enum Unit {
     PerMib,
     Micros,
     Mib,
+    /// A plain factor (bytes received per byte delivered).
+    Times,
+    Percent,
 }
 
 impl Unit {
@@ -604,6 +687,8 @@ impl Unit {
             Unit::Micros if v < 10.0 => format!("{v:.2} µs"),
             Unit::Micros => format!("{v:.0} µs"),
             Unit::Mib => format!("{v:.1} MiB"),
+            Unit::Times => format!("{v:.2}x"),
+            Unit::Percent => format!("{v:.1} %"),
         }
     }
 }
@@ -1302,6 +1387,237 @@ fn target_trickle(b: &Bench, main: &TestFile) -> Vec<Row> {
     vec![row]
 }
 
+/// The seek-traffic workload: `TRAFFIC_SEEKS` (offset, length) pairs, each read 16–64 KiB.
+fn traffic_plan(size: u64, seed: u64) -> Vec<(u64, usize)> {
+    (0..TRAFFIC_SEEKS as u64)
+        .map(|i| {
+            let len = (16 + mix(seed ^ (2 * i)) % 49) * KIB;
+            let offset = mix(seed ^ (2 * i + 1)) % (size - len);
+            (offset, len as usize)
+        })
+        .collect()
+}
+
+/// One run of the seek-traffic workload, counted by the reader and by the server.
+struct Traffic {
+    requests: u64,
+    delivered: u64,
+    received: u64,
+    seen: Vec<Seen>,
+}
+
+impl Traffic {
+    fn ratio(&self) -> f64 {
+        self.received as f64 / self.delivered as f64
+    }
+    /// Requests that were the first on their TCP connection (the server's count).
+    fn opened(&self) -> usize {
+        self.seen
+            .iter()
+            .filter(|s| s.nth_on_connection == 1)
+            .count()
+    }
+    fn opened_percent(&self) -> f64 {
+        100.0 * self.opened() as f64 / self.seen.len().max(1) as f64
+    }
+    fn connections(&self) -> usize {
+        self.seen
+            .iter()
+            .map(|s| s.connection)
+            .collect::<HashSet<_>>()
+            .len()
+    }
+    fn server_bytes(&self) -> Option<u64> {
+        self.seen.iter().map(|s| s.bytes).sum()
+    }
+}
+
+fn traffic_ours(
+    b: &Bench,
+    file: &TestFile,
+    target: &str,
+    plan: &[(u64, usize)],
+) -> Result<Traffic, String> {
+    let url = origin_url(&b.server.origin, target)?;
+    let mut session = ours_open(&url)?;
+    let mut buffer = vec![0u8; 64 * KIB as usize];
+    let mut scratch = Vec::new();
+    let mut delivered = 0;
+    for &(offset, len) in plan {
+        session
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| format!("seek to {offset}: {e}"))?;
+        session
+            .read_exact(&mut buffer[..len])
+            .map_err(|e| format!("read {len} at {offset}: {e}"))?;
+        check_bytes(file.seed, offset, &buffer[..len], &mut scratch)?;
+        delivered += len as u64;
+    }
+    // Counted when the last read returns: what the workload cost so far.
+    let received = session.bytes_fetched();
+    let requests = session.request_count();
+    drop(session);
+    Ok(Traffic {
+        requests,
+        delivered,
+        received,
+        seen: b.server.seen(target, requests)?,
+    })
+}
+
+/// The reference: one plain ureq agent (its connection pool), a bounded Range GET per
+/// seek for exactly the bytes read.
+fn traffic_plain(
+    b: &Bench,
+    file: &TestFile,
+    target: &str,
+    plan: &[(u64, usize)],
+) -> Result<Traffic, String> {
+    let url = origin_url(&b.server.origin, target)?;
+    let agent = plain_agent();
+    let mut scratch = Vec::new();
+    let mut body = Vec::new();
+    let mut delivered = 0;
+    for &(offset, len) in plan {
+        let last = offset + len as u64 - 1;
+        let response = agent
+            .get(url.as_str())
+            .header("Accept-Encoding", "identity")
+            .header("Range", format!("bytes={offset}-{last}"))
+            .call()
+            .map_err(|e| format!("ureq: {e}"))?;
+        if response.status().as_u16() != 206 {
+            return Err(format!("ureq: HTTP {}, expected 206", response.status()));
+        }
+        body.clear();
+        response
+            .into_body()
+            .into_reader()
+            .read_to_end(&mut body)
+            .map_err(|e| e.to_string())?;
+        if body.len() != len {
+            return Err(format!("ureq: {} of {len} bytes at {offset}", body.len()));
+        }
+        check_bytes(file.seed, offset, &body, &mut scratch)?;
+        delivered += len as u64;
+    }
+    drop(agent);
+    let requests = plan.len() as u64;
+    Ok(Traffic {
+        requests,
+        delivered,
+        received: delivered,
+        seen: b.server.seen(target, requests)?,
+    })
+}
+
+/// 5e: what random seeks cost on the wire. `TRAFFIC_SEEKS` seeded seeks over a 4.4 MB
+/// file, each followed by a 16–64 KiB read: bytes the session received per byte handed
+/// to the reader, and how many requests the server saw open a new connection (nginx's
+/// `$connection_requests`, or the std origin's own count).
+fn target_traffic(b: &Bench, file: &TestFile) -> Vec<Row> {
+    let mut ratio = Row::new(
+        "5e",
+        format!("{TRAFFIC_SEEKS} random seeks + 16–64 KiB reads: received / delivered"),
+        Unit::Times,
+        Goal::AtMost(1.3),
+    );
+    let mut opened = Row::new(
+        "5e'",
+        format!("{TRAFFIC_SEEKS} random seeks: requests opening a connection"),
+        Unit::Percent,
+        Goal::AtMost(50.0),
+    );
+    let mut last = (None, None);
+    let mut plain = (Vec::new(), Vec::new());
+    for rep in 0..b.config.traffic_reps {
+        let plan = traffic_plan(file.size, 0x7ea1 + rep as u64);
+        let (mut r_ours, mut r_plain) = (None, None);
+        rotate(
+            rep,
+            &mut [
+                &mut || {
+                    let target = format!("/{TRAFFIC_FILE}?run=ours-{rep}");
+                    r_ours = Some(traffic_ours(b, file, &target, &plan));
+                },
+                &mut || {
+                    let target = format!("/{TRAFFIC_FILE}?run=plain-{rep}");
+                    r_plain = Some(traffic_plain(b, file, &target, &plan));
+                },
+            ],
+        );
+        match r_ours {
+            Some(Ok(t)) => {
+                ratio.ours.push(t.ratio());
+                opened.ours.push(t.opened_percent());
+                last.0 = Some(t);
+            }
+            Some(Err(e)) => {
+                ratio.fail(format!("ours: {e}"));
+                opened.fail(format!("ours: {e}"));
+            }
+            None => {}
+        }
+        match r_plain {
+            Some(Ok(t)) => {
+                plain.0.push(t.ratio());
+                plain.1.push(t.opened_percent());
+                last.1 = Some(t);
+            }
+            Some(Err(e)) => {
+                ratio.fail(format!("plain: {e}"));
+                opened.fail(format!("plain: {e}"));
+            }
+            None => {}
+        }
+    }
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    let source = match b.server.kind {
+        ServerKind::Nginx => "nginx access log",
+        ServerKind::Std => "std origin's log",
+    };
+    if let Some(t) = &last.0 {
+        let server = t
+            .server_bytes()
+            .map_or(String::new(), |n| format!(", server sent {:.1} MB", mb(n)));
+        ratio.note = format!(
+            "last run: {} requests, {:.1} MB delivered, {:.1} MB received{server}",
+            t.requests,
+            mb(t.delivered),
+            mb(t.received)
+        );
+        opened.note = format!(
+            "last run, {source}: {} of {} requests first on their connection, {} connections",
+            t.opened(),
+            t.seen.len(),
+            t.connections()
+        );
+        if t.seen.len() as u64 != t.requests {
+            opened.fail(format!(
+                "the server logged {} requests, the session counted {}",
+                t.seen.len(),
+                t.requests
+            ));
+        }
+    }
+    if let Some(t) = &last.1 {
+        // The reference sits in the note: the goal is an absolute limit.
+        let _ = write!(
+            ratio.note,
+            "; plain ureq (a bounded Range GET per seek, one agent): {:.2}x",
+            median(&plain.0)
+        );
+        let _ = write!(
+            opened.note,
+            "; plain ureq: {:.1} % ({} of {})",
+            median(&plain.1),
+            t.opened(),
+            t.seen.len()
+        );
+    }
+    vec![ratio, opened]
+}
+
 /// 6: anonymous RSS while streaming, measured in a child process.
 fn target_memory(b: &Bench, small: &TestFile, large: &TestFile) -> Vec<Row> {
     let mut peak = Row::new(
@@ -1732,6 +2048,11 @@ fn run(config: &Config) -> Result<(), String> {
     } else {
         None
     };
+    let traffic = if config.runs(5) {
+        Some(make_file(&www, TRAFFIC_FILE, TRAFFIC_SIZE, 4).map_err(io_err)?)
+    } else {
+        None
+    };
     let many_files = if config.runs(7) {
         (0..config.many_count)
             .map(|i| {
@@ -1803,6 +2124,9 @@ fn run(config: &Config) -> Result<(), String> {
     if config.runs(5) {
         step("5 seeks", &mut || target_seek(&bench, &main));
         step("5d trickling origin", &mut || target_trickle(&bench, &main));
+    }
+    if let Some(traffic) = &traffic {
+        step("5e seek traffic", &mut || target_traffic(&bench, traffic));
     }
     if let Some((small, large)) = &rss {
         step("6 memory", &mut || target_memory(&bench, small, large));

@@ -1,11 +1,14 @@
 //! The harness's own HTTP origin (std only): the fallback when nginx is missing, and the
-//! shaped origin of the row nginx cannot play: one that trickles after the first
-//! ~640 KiB of every response (5d).
+//! shaped origins of the rows nginx cannot play: one that trickles after the first
+//! ~640 KiB of every response (5d). It logs every request it serves (connection and the
+//! request's number on it), so rows can count what the server saw.
 
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -38,10 +41,46 @@ impl Shape {
     }
 }
 
+/// One request the origin answered.
+#[derive(Clone, Debug)]
+pub struct Served {
+    /// The request target, query included.
+    pub target: String,
+    /// Connection number (in accept order) and the request's number on it, from 1.
+    pub connection: u64,
+    pub nth_on_connection: u64,
+}
+
+/// What the origin served, in order.
+#[derive(Default)]
+pub struct OriginLog {
+    served: Mutex<Vec<Served>>,
+}
+
+impl OriginLog {
+    fn lock(&self) -> MutexGuard<'_, Vec<Served>> {
+        self.served.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, served: Served) {
+        self.lock().push(served);
+    }
+
+    /// The requests whose target is exactly `target`.
+    pub fn for_target(&self, target: &str) -> Vec<Served> {
+        self.lock()
+            .iter()
+            .filter(|s| s.target == target)
+            .cloned()
+            .collect()
+    }
+}
+
 /// A running origin. Lives until the process exits (a thread per connection; each ends
 /// when its client closes or stops reading for good).
 pub struct StdOrigin {
     pub origin: String,
+    pub log: Arc<OriginLog>,
 }
 
 /// HTTP/1.1 GET with keep-alive, Content-Length, single `bytes=` ranges and a strong ETag,
@@ -50,21 +89,27 @@ pub fn start(www: &Path, shape: Shape) -> Result<StdOrigin, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let root = www.to_path_buf();
+    let log = Arc::new(OriginLog::default());
+    let connections = Arc::new(AtomicU64::new(0));
+    let server_log = Arc::clone(&log);
     thread::Builder::new()
         .name("bench-http".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
                 let root = root.clone();
+                let log = Arc::clone(&server_log);
+                let connection = connections.fetch_add(1, Ordering::Relaxed) + 1;
                 let _ = thread::Builder::new()
                     .name("bench-http-conn".into())
                     .spawn(move || {
-                        let _ = serve_connection(stream, &root, shape);
+                        let _ = serve_connection(stream, &root, shape, &log, connection);
                     });
             }
         })
         .map_err(|e| e.to_string())?;
     Ok(StdOrigin {
         origin: format!("http://127.0.0.1:{port}"),
+        log,
     })
 }
 
@@ -98,16 +143,24 @@ impl Pacer {
     }
 }
 
-fn serve_connection(stream: TcpStream, root: &Path, shape: Shape) -> io::Result<()> {
+fn serve_connection(
+    stream: TcpStream,
+    root: &Path,
+    shape: Shape,
+    log: &OriginLog,
+    connection: u64,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     let mut chunk = vec![0u8; 256 * 1024];
+    let mut nth = 0;
     loop {
         let mut request_line = String::new();
         if reader.read_line(&mut request_line)? == 0 {
             return Ok(());
         }
+        nth += 1;
         let mut range = None;
         for _ in 0..100 {
             let mut line = String::new();
@@ -143,6 +196,11 @@ fn serve_connection(stream: TcpStream, root: &Path, shape: Shape) -> io::Result<
             Some((start, end)) => ("206 Partial Content", start, end),
             None => ("200 OK", 0, size),
         };
+        log.push(Served {
+            target: target.to_string(),
+            connection,
+            nth_on_connection: nth,
+        });
         let mut head = format!(
             "HTTP/1.1 {status}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nETag: {etag}\r\n\
              Content-Type: application/octet-stream\r\n",
