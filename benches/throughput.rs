@@ -14,9 +14,9 @@
 //! no table: for perf/callgrind).
 //!
 //! The server is nginx (`sendfile on`, one process, loopback, a free port) when installed,
-//! else a small std-based server in this process; the table says which. The row nginx
-//! cannot play (an origin that trickles after the first 640 KiB of every response) runs
-//! against a shaped std origin in this process (`throughput/origin.rs`).
+//! else a small std-based server in this process; the table says which. The rows nginx
+//! cannot play (an origin that trickles after the first 640 KiB of every response, a
+//! 2 Mbit/s link) run against shaped std origins in this process (`throughput/origin.rs`).
 //! The files are random bytes from a counter-based generator, so any range can be checked
 //! without the file in memory; whole reads are checked by SHA-256 against the file.
 //!
@@ -52,6 +52,8 @@ const SEEK_READ: usize = 4 * 1024;
 /// `TRICKLE_RATE` bytes per second.
 const TRICKLE_FAST: u64 = 640 * KIB;
 const TRICKLE_RATE: f64 = 64.0 * KIB as f64;
+/// The slow link (8): a phone's 2 Mbit/s.
+const LINK_BITS_PER_S: f64 = 2_000_000.0;
 /// Seek traffic (5e): random seeks over a file the size of a 4.4 MB MP3, each followed
 /// by a decoder-sized read.
 const TRAFFIC_SEEKS: usize = 300;
@@ -85,8 +87,11 @@ struct Config {
     rss_reps: usize,
     ttfb_reps: usize,
     seek_reps: usize,
-    /// Repetitions of the seek-traffic workload (5e).
+    /// Repetitions of the seek-traffic workload (5e) and of the slow-link reading (8a).
     traffic_reps: usize,
+    slow_reps: usize,
+    /// 4 KiB reads per slow-link repetition (8a).
+    slow_reads: usize,
     markdown: Option<PathBuf>,
     server: Option<ServerKind>,
     only: Option<Vec<u32>>,
@@ -110,6 +115,8 @@ impl Config {
                 ttfb_reps: 11,
                 seek_reps: 11,
                 traffic_reps: 1,
+                slow_reps: 1,
+                slow_reads: 60,
                 markdown: None,
                 server: None,
                 only: None,
@@ -128,6 +135,8 @@ impl Config {
                 ttfb_reps: 51,
                 seek_reps: 31,
                 traffic_reps: 3,
+                slow_reps: 3,
+                slow_reads: 180,
                 markdown: None,
                 server: None,
                 only: None,
@@ -669,6 +678,7 @@ enum Unit {
     CpuPerGib,
     PerMib,
     Micros,
+    Millis,
     Mib,
     /// A plain factor (bytes received per byte delivered).
     Times,
@@ -686,6 +696,7 @@ impl Unit {
             Unit::PerMib => format!("{v:.1}/MiB"),
             Unit::Micros if v < 10.0 => format!("{v:.2} µs"),
             Unit::Micros => format!("{v:.0} µs"),
+            Unit::Millis => format!("{v:.2} ms"),
             Unit::Mib => format!("{v:.1} MiB"),
             Unit::Times => format!("{v:.2}x"),
             Unit::Percent => format!("{v:.1} %"),
@@ -1618,6 +1629,215 @@ fn target_traffic(b: &Bench, file: &TestFile) -> Vec<Row> {
     vec![ratio, opened]
 }
 
+/// Per-read waits (ms) of `reads` consecutive 4 KiB `read_exact`s from the start of
+/// `file`, checked, without the first `LINK_WARMUP_READS` (the steady state only).
+fn link_waits(reader: &mut dyn Read, file: &TestFile, reads: usize) -> Result<Vec<f64>, String> {
+    let mut buffer = [0u8; SEEK_READ];
+    let mut scratch = Vec::new();
+    let mut waits = Vec::with_capacity(reads);
+    for i in 0..reads {
+        let t0 = Instant::now();
+        reader
+            .read_exact(&mut buffer)
+            .map_err(|e| format!("read {i}: {e}"))?;
+        waits.push(t0.elapsed().as_secs_f64() * 1e3);
+        check_bytes(file.seed, (i * SEEK_READ) as u64, &buffer, &mut scratch)?;
+    }
+    Ok(waits.split_off(LINK_WARMUP_READS.min(reads)))
+}
+
+/// Reads skipped before the slow link's steady state (the bytes that arrived during open).
+const LINK_WARMUP_READS: usize = 8;
+
+/// Nearest-rank percentile.
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = (p * v.len() as f64).ceil().max(1.0) as usize;
+    v[rank.min(v.len()) - 1]
+}
+
+/// Milliseconds from the instant the origin wrote the first body byte of the response
+/// that serves `offset` (received after `since`) to `got`, when the reader had it.
+fn first_byte_lag(
+    log: &OriginLog,
+    since: Instant,
+    offset: u64,
+    got: Instant,
+) -> Result<f64, String> {
+    let served = log.since(since);
+    let first = served
+        .iter()
+        .rev()
+        .filter(|s| s.start <= offset)
+        .find_map(|s| s.first_body_byte)
+        .ok_or_else(|| format!("the origin sent no body for the seek to {offset}"))?;
+    Ok(got.saturating_duration_since(first).as_secs_f64() * 1e3)
+}
+
+/// 8: a slow link. An origin throttled to 2 Mbit/s (token bucket, 1460-byte writes).
+/// (a) the reader's wait per 4 KiB `read_exact` in the steady state (p99 of a run)
+/// against the link's own pace; (b) after a seek, the time from the origin's first body
+/// byte to the reader's first byte.
+fn target_slow_link(b: &Bench, main: &TestFile) -> Vec<Row> {
+    let pace_ms = SEEK_READ as f64 * 8.0 / LINK_BITS_PER_S * 1e3;
+    let mbit = LINK_BITS_PER_S / 1e6;
+    let mut wait = Row::new(
+        "8a",
+        format!("{mbit} Mbit/s link: wait per 4 KiB read (p99)"),
+        Unit::Millis,
+        Goal::RatioAtMost(1.2),
+    );
+    wait.ref_label = format!("link pace ({pace_ms:.1} ms per 4 KiB)");
+    wait.reference.push(pace_ms);
+    let mut wait_plain = Row::new(
+        "8a'",
+        format!("{mbit} Mbit/s link: plain ureq wait per 4 KiB read (p99)"),
+        Unit::Millis,
+        Goal::Info,
+    );
+    wait_plain.ref_label = "link pace".into();
+    wait_plain.reference.push(pace_ms);
+    let mut lag = Row::new(
+        "8b",
+        format!("{mbit} Mbit/s link: seek, server's first body byte -> reader"),
+        Unit::Millis,
+        Goal::AtMost(5.0),
+    );
+    let mut lag_plain = Row::new(
+        "8b'",
+        format!("{mbit} Mbit/s link: same, plain ureq Range GET"),
+        Unit::Millis,
+        Goal::Info,
+    );
+    let origin = match origin::start(b.www, Shape::link(LINK_BITS_PER_S)) {
+        Ok(o) => o,
+        Err(e) => {
+            wait.fail(e.clone());
+            lag.fail(e);
+            return vec![wait, wait_plain, lag, lag_plain];
+        }
+    };
+    let url = match origin_url(&origin.origin, &main.name) {
+        Ok(u) => u,
+        Err(e) => {
+            wait.fail(e.clone());
+            lag.fail(e);
+            return vec![wait, wait_plain, lag, lag_plain];
+        }
+    };
+    let reads = b.config.slow_reads.max(LINK_WARMUP_READS + 1);
+    let mut medians = (Vec::new(), Vec::new());
+    for rep in 0..b.config.slow_reps {
+        let (mut r_ours, mut r_plain) = (None, None);
+        rotate(
+            rep,
+            &mut [
+                &mut || {
+                    r_ours = Some(
+                        open_reader(Who::Ours, &url)
+                            .and_then(|mut r| link_waits(&mut *r, main, reads)),
+                    )
+                },
+                &mut || {
+                    r_plain = Some(
+                        open_reader(Who::Plain, &url)
+                            .and_then(|mut r| link_waits(&mut *r, main, reads)),
+                    )
+                },
+            ],
+        );
+        for (result, row, into) in [
+            (r_ours, &mut wait, &mut medians.0),
+            (r_plain, &mut wait_plain, &mut medians.1),
+        ] {
+            match result {
+                Some(Ok(waits)) => {
+                    row.ours.push(percentile(&waits, 0.99));
+                    into.push(median(&waits));
+                }
+                Some(Err(e)) => row.fail(e),
+                None => {}
+            }
+        }
+    }
+    wait.note = format!(
+        "median wait {:.1} ms, {} reads a run",
+        median(&medians.0),
+        reads - LINK_WARMUP_READS
+    );
+    wait_plain.note = format!("median wait {:.1} ms", median(&medians.1));
+
+    let offsets = far_offsets(main.size, b.config.seek_reps + 1, 0x51e0);
+    let mut session = match ours_open(&url) {
+        Ok(s) => s,
+        Err(e) => {
+            lag.fail(e);
+            return vec![wait, wait_plain, lag, lag_plain];
+        }
+    };
+    let mut head = [0u8; SEEK_READ];
+    if let Err(e) = session.read_exact(&mut head) {
+        lag.fail(format!("first read: {e}"));
+        return vec![wait, wait_plain, lag, lag_plain];
+    }
+    let log = &origin.log;
+    for (rep, &offset) in offsets.iter().enumerate() {
+        let (mut r_ours, mut r_plain) = (None, None);
+        rotate(
+            rep,
+            &mut [
+                &mut || r_ours = Some(ours_link_lag(&mut session, log, main, offset)),
+                &mut || r_plain = Some(plain_link_lag(&url, log, main, offset)),
+            ],
+        );
+        record(&mut lag, rep > 0, r_ours, None);
+        record(&mut lag_plain, rep > 0, r_plain, None);
+    }
+    vec![wait, wait_plain, lag, lag_plain]
+}
+
+fn ours_link_lag(
+    session: &mut FileSession,
+    log: &OriginLog,
+    file: &TestFile,
+    offset: u64,
+) -> Result<f64, String> {
+    let mut buffer = [0u8; SEEK_READ];
+    let since = Instant::now();
+    session
+        .seek(SeekFrom::Start(offset))
+        .map_err(|e| format!("seek to {offset}: {e}"))?;
+    let n = session
+        .read(&mut buffer)
+        .map_err(|e| format!("read at {offset}: {e}"))?;
+    let got = Instant::now();
+    if n == 0 {
+        return Err(format!("no byte at {offset}"));
+    }
+    check_bytes(file.seed, offset, &buffer[..n], &mut Vec::new())?;
+    first_byte_lag(log, since, offset, got)
+}
+
+fn plain_link_lag(url: &Url, log: &OriginLog, file: &TestFile, offset: u64) -> Result<f64, String> {
+    let mut buffer = [0u8; SEEK_READ];
+    let since = Instant::now();
+    let last = offset + SEEK_READ as u64 - 1;
+    let mut reader = plain_get(url, Some((offset, last)))?;
+    let n = reader.read(&mut buffer).map_err(|e| e.to_string())?;
+    let got = Instant::now();
+    if n == 0 {
+        return Err(format!("no byte at {offset}"));
+    }
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).map_err(|e| e.to_string())?;
+    check_bytes(file.seed, offset, &buffer[..n], &mut Vec::new())?;
+    first_byte_lag(log, since, offset, got)
+}
+
 /// 6: anonymous RSS while streaming, measured in a child process.
 fn target_memory(b: &Bench, small: &TestFile, large: &TestFile) -> Vec<Row> {
     let mut peak = Row::new(
@@ -2133,6 +2353,9 @@ fn run(config: &Config) -> Result<(), String> {
     }
     if !many_files.is_empty() {
         step("7 many sessions", &mut || target_many(&bench, &many_files));
+    }
+    if config.runs(8) {
+        step("8 slow link", &mut || target_slow_link(&bench, &main));
     }
     // Ids sort into the order (5c, measured with target 3, joins the seeks).
     rows.sort_by(|a, b| a.id.cmp(b.id));

@@ -1,7 +1,8 @@
 //! The harness's own HTTP origin (std only): the fallback when nginx is missing, and the
 //! shaped origins of the rows nginx cannot play: one that trickles after the first
-//! ~640 KiB of every response (5d). It logs every request it serves (connection and the
-//! request's number on it), so rows can count what the server saw.
+//! ~640 KiB of every response (5d) and a 2 Mbit/s link (8). It logs every request it
+//! serves (connection, the request's number on it, where the body starts, and the instant
+//! the first body byte went to the kernel), so rows can count what the server saw.
 
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -39,6 +40,11 @@ impl Shape {
             segment: 1460,
         }
     }
+
+    /// Every body byte at `bits_per_s`.
+    pub fn link(bits_per_s: f64) -> Shape {
+        Shape::trickle(0, bits_per_s / 8.0)
+    }
 }
 
 /// One request the origin answered.
@@ -49,6 +55,12 @@ pub struct Served {
     /// Connection number (in accept order) and the request's number on it, from 1.
     pub connection: u64,
     pub nth_on_connection: u64,
+    /// The offset of the first body byte (0 for a 200).
+    pub start: u64,
+    /// When the request line was read.
+    pub received: Instant,
+    /// Just before the first body byte was written to the socket.
+    pub first_body_byte: Option<Instant>,
 }
 
 /// What the origin served, in order.
@@ -62,8 +74,16 @@ impl OriginLog {
         self.served.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, served: Served) {
-        self.lock().push(served);
+    fn push(&self, served: Served) -> usize {
+        let mut log = self.lock();
+        log.push(served);
+        log.len() - 1
+    }
+
+    fn mark_first_byte(&self, index: usize, at: Instant) {
+        if let Some(s) = self.lock().get_mut(index) {
+            s.first_body_byte = Some(at);
+        }
     }
 
     /// The requests whose target is exactly `target`.
@@ -71,6 +91,15 @@ impl OriginLog {
         self.lock()
             .iter()
             .filter(|s| s.target == target)
+            .cloned()
+            .collect()
+    }
+
+    /// The requests received at or after `since`.
+    pub fn since(&self, since: Instant) -> Vec<Served> {
+        self.lock()
+            .iter()
+            .filter(|s| s.received >= since)
             .cloned()
             .collect()
     }
@@ -160,6 +189,7 @@ fn serve_connection(
         if reader.read_line(&mut request_line)? == 0 {
             return Ok(());
         }
+        let received = Instant::now();
         nth += 1;
         let mut range = None;
         for _ in 0..100 {
@@ -196,10 +226,13 @@ fn serve_connection(
             Some((start, end)) => ("206 Partial Content", start, end),
             None => ("200 OK", 0, size),
         };
-        log.push(Served {
+        let index = log.push(Served {
             target: target.to_string(),
             connection,
             nth_on_connection: nth,
+            start,
+            received,
+            first_body_byte: None,
         });
         let mut head = format!(
             "HTTP/1.1 {status}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nETag: {etag}\r\n\
@@ -228,6 +261,9 @@ fn serve_connection(
                         .get_or_insert_with(|| Pacer::new(rate, shape.segment))
                         .wait(n);
                 }
+            }
+            if sent == 0 {
+                log.mark_first_byte(index, Instant::now());
             }
             out.write_all(&chunk[..n])?;
             sent += n as u64;
