@@ -59,6 +59,8 @@ const LINK_BITS_PER_S: f64 = 2_000_000.0;
 const TRAFFIC_SEEKS: usize = 300;
 const TRAFFIC_SIZE: u64 = 4_400_000;
 const TRAFFIC_FILE: &str = "traffic.bin";
+/// Sessions of the flat-memory row (7b), against the 64 of the row before.
+const MANY_MORE: usize = 256;
 
 // ---------------------------------------------------------------------------------------
 // Configuration
@@ -680,6 +682,7 @@ enum Unit {
     Micros,
     Millis,
     Mib,
+    Kib,
     /// A plain factor (bytes received per byte delivered).
     Times,
     Percent,
@@ -698,6 +701,7 @@ impl Unit {
             Unit::Micros => format!("{v:.0} µs"),
             Unit::Millis => format!("{v:.2} ms"),
             Unit::Mib => format!("{v:.1} MiB"),
+            Unit::Kib => format!("{v:.0} KiB"),
             Unit::Times => format!("{v:.2}x"),
             Unit::Percent => format!("{v:.1} %"),
         }
@@ -1910,21 +1914,22 @@ fn rss_child(b: &Bench, who: Who, file: &TestFile) -> Result<f64, String> {
         .ok_or_else(|| format!("child output: {line}"))
 }
 
-/// The child side of target 6: stream `url`, check every byte against the generator, and
-/// print the RssAnon peak sampled every millisecond during the read.
-fn child_rss(args: &[String]) -> ExitCode {
-    let run = || -> Result<String, String> {
-        let [who, url, size, seed] = args else {
-            return Err("--child-rss ours|plain URL SIZE SEED".into());
-        };
-        let who = if who == "ours" { Who::Ours } else { Who::Plain };
-        let url = Url::parse(url).map_err(|e| e.to_string())?;
-        let size: u64 = parse_num(size)?;
-        let seed: u64 = parse_num(seed)?;
+/// The peak of this process's `RssAnon`: a thread samples it every millisecond, and
+/// readers call `sample` now and then (the sampler may not get the CPU while they run
+/// flat out).
+struct PeakSampler {
+    base: u64,
+    peak: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl PeakSampler {
+    fn start() -> PeakSampler {
         let base = rss_anon_kib().unwrap_or(0);
         let peak = Arc::new(AtomicU64::new(base));
         let done = Arc::new(AtomicBool::new(false));
-        let sampler = {
+        let thread = {
             let (peak, done) = (Arc::clone(&peak), Arc::clone(&done));
             thread::spawn(move || {
                 // Bounded: at most ten minutes of 1 ms samples.
@@ -1939,46 +1944,72 @@ fn child_rss(args: &[String]) -> ExitCode {
                 }
             })
         };
-        let mut reader = open_reader(who, &url)?;
-        let mut buffer = vec![0u8; BUFFER];
-        let mut scratch = vec![0u8; BUFFER];
-        let mut total = 0u64;
-        let mut reads = 0u64;
-        loop {
-            let n = reader
-                .read(&mut buffer)
-                .map_err(|e| format!("read at {total}: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            check_bytes(seed, total, &buffer[..n], &mut scratch)?;
-            total += n as u64;
-            reads += 1;
-            // The sampler thread may not get the CPU while the read runs flat out.
-            if reads.is_multiple_of(16) {
-                if let Some(kib) = rss_anon_kib() {
-                    peak.fetch_max(kib, Ordering::Relaxed);
-                }
-            }
-            if total > size {
-                return Err("longer than the file".into());
-            }
+        PeakSampler {
+            base,
+            peak,
+            done,
+            thread: Some(thread),
         }
+    }
+
+    fn sample(peak: &AtomicU64) {
         if let Some(kib) = rss_anon_kib() {
             peak.fetch_max(kib, Ordering::Relaxed);
         }
-        drop(reader);
-        done.store(true, Ordering::Release);
-        let _ = sampler.join();
-        if total != size {
-            return Err(format!("read {total} of {size} bytes"));
+    }
+
+    /// Stops the sampler: (base, peak) in KiB.
+    fn finish(mut self) -> (u64, u64) {
+        PeakSampler::sample(&self.peak);
+        self.done.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
-        Ok(format!(
-            "peak_kib={} base_kib={base} bytes={total}",
-            peak.load(Ordering::Relaxed)
-        ))
-    };
-    match run() {
+        (self.base, self.peak.load(Ordering::Relaxed))
+    }
+}
+
+/// Reads `reader` (at offset `from`) to the end, checking every byte against the
+/// generator from `seed`, sampling the RSS peak every 16 reads. Fails past `size` bytes or
+/// short of it.
+fn checked_drain(
+    reader: &mut dyn Read,
+    seed: u64,
+    from: u64,
+    size: u64,
+    peak: &AtomicU64,
+) -> Result<(), String> {
+    let mut buffer = vec![0u8; BUFFER];
+    let mut scratch = vec![0u8; BUFFER];
+    let mut total = from;
+    let mut reads = 0u64;
+    loop {
+        let n = reader
+            .read(&mut buffer)
+            .map_err(|e| format!("read at {total}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        check_bytes(seed, total, &buffer[..n], &mut scratch)?;
+        total += n as u64;
+        reads += 1;
+        if reads.is_multiple_of(16) {
+            PeakSampler::sample(peak);
+        }
+        if total > size {
+            return Err("longer than the file".into());
+        }
+    }
+    PeakSampler::sample(peak);
+    if total != size {
+        return Err(format!("read {total} of {size} bytes"));
+    }
+    Ok(())
+}
+
+/// Prints a child's one-line result, or its error on stderr.
+fn child_exit(result: Result<String, String>) -> ExitCode {
+    match result {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS
@@ -1988,6 +2019,209 @@ fn child_rss(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The child side of target 6: stream `url`, check every byte against the generator, and
+/// print the RssAnon peak sampled every millisecond during the read.
+fn child_rss(args: &[String]) -> ExitCode {
+    let run = || -> Result<String, String> {
+        let [who, url, size, seed] = args else {
+            return Err("--child-rss ours|plain URL SIZE SEED".into());
+        };
+        let who = if who == "ours" { Who::Ours } else { Who::Plain };
+        let url = Url::parse(url).map_err(|e| e.to_string())?;
+        let size: u64 = parse_num(size)?;
+        let seed: u64 = parse_num(seed)?;
+        let sampler = PeakSampler::start();
+        let mut reader = open_reader(who, &url)?;
+        let result = checked_drain(&mut *reader, seed, 0, size, &sampler.peak);
+        drop(reader);
+        let (base, peak) = sampler.finish();
+        result?;
+        Ok(format!("peak_kib={peak} base_kib={base} bytes={size}"))
+    };
+    child_exit(run())
+}
+
+/// Opens `url`, reads `head` from its start and, for a session, waits (bounded) until its
+/// look-ahead holds the rest of the file or stops growing: every session then holds what
+/// its look-ahead allows, whatever the scheduling.
+fn open_full(who: Who, url: &Url, head: &mut [u8]) -> Result<Box<dyn Read + Send>, String> {
+    let first = |e: io::Error| format!("first read: {e}");
+    match who {
+        Who::Ours => {
+            let mut session = ours_open(url)?;
+            session.read_exact(head).map_err(first)?;
+            settle(&session, session.byte_len().unwrap_or(0));
+            Ok(Box::new(session))
+        }
+        Who::Plain => {
+            let mut reader = plain_get(url, None)?;
+            reader.read_exact(head).map_err(first)?;
+            Ok(Box::new(reader))
+        }
+    }
+}
+
+/// The child side of 7b/7c: `COUNT` concurrent readers, reader `i` on
+/// `ORIGIN/many-{i % NFILES}.bin`. They start together, each opens, reads its first
+/// 64 KiB and lets its look-ahead fill, all wait until every one has (so all `COUNT` are
+/// open at once, each holding what it may), then read to the end, every byte checked.
+/// Prints the RssAnon peak, and what is left above the start once all are closed.
+fn child_many(args: &[String]) -> ExitCode {
+    let run = || -> Result<String, String> {
+        let [who, count, origin, nfiles, size] = args else {
+            return Err("--child-many ours|plain COUNT ORIGIN NFILES SIZE".into());
+        };
+        let who = if who == "ours" { Who::Ours } else { Who::Plain };
+        let count = parse_num(count)? as usize;
+        let nfiles = parse_num(nfiles)?.max(1) as usize;
+        let size = parse_num(size)?;
+        let sampler = PeakSampler::start();
+        let start = Arc::new(Barrier::new(count + 1));
+        let all_open = Arc::new(Barrier::new(count + 1));
+        let mut handles = Vec::with_capacity(count);
+        for i in 0..count {
+            let k = i % nfiles;
+            let url = origin_url(origin, &many_name(k))?;
+            let (start, all_open) = (Arc::clone(&start), Arc::clone(&all_open));
+            let peak = Arc::clone(&sampler.peak);
+            let handle = thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || -> Result<(), String> {
+                    start.wait();
+                    let mut head = vec![0u8; BUFFER.min(size as usize)];
+                    let opened = open_full(who, &url, &mut head).and_then(|r| {
+                        check_bytes(many_seed(k), 0, &head, &mut Vec::new())?;
+                        Ok(r)
+                    });
+                    // Every reader reaches the barrier, failed or not.
+                    all_open.wait();
+                    let mut reader = opened.map_err(|e| format!("{url}: {e}"))?;
+                    checked_drain(&mut *reader, many_seed(k), head.len() as u64, size, &peak)
+                        .map_err(|e| format!("{url}: {e}"))
+                })
+                .map_err(|e| format!("thread {i}: {e}"))?;
+            handles.push(handle);
+        }
+        start.wait();
+        all_open.wait();
+        PeakSampler::sample(&sampler.peak);
+        let mut first_error = None;
+        for handle in handles {
+            let result = handle
+                .join()
+                .unwrap_or_else(|_| Err("reader thread panicked".into()));
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        let (base, peak) = sampler.finish();
+        let after = rss_anon_kib().unwrap_or(0);
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(format!(
+            "peak_kib={peak} base_kib={base} after_kib={after} sessions={count}"
+        ))
+    };
+    child_exit(run())
+}
+
+/// The files of target 7 (and 7b): names and generator seeds.
+fn many_name(i: usize) -> String {
+    format!("many-{i:02}.bin")
+}
+
+fn many_seed(i: usize) -> u64 {
+    100 + i as u64
+}
+
+/// Runs `--child-many` for `count` readers over `files`: RssAnon KiB per reader at the
+/// peak, and KiB left above the start after all closed.
+fn many_child(b: &Bench, who: Who, count: usize, files: &[TestFile]) -> Result<(f64, f64), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let size = files.first().map_or(0, |f| f.size);
+    let out = Command::new(exe)
+        .args([
+            "--child-many".to_string(),
+            match who {
+                Who::Ours => "ours".into(),
+                Who::Plain => "plain".into(),
+            },
+            count.to_string(),
+            b.server.origin.clone(),
+            files.len().to_string(),
+            size.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("child: {e}"))?;
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() {
+        return Err(format!(
+            "child failed: {} {}",
+            line,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let kib = |key: &str| field(&line, key).and_then(|v| v.parse::<f64>().ok());
+    match (kib("peak_kib"), kib("base_kib"), kib("after_kib")) {
+        (Some(peak), Some(base), Some(after)) => Ok((
+            (peak - base).max(0.0) / count.max(1) as f64,
+            (after - base).max(0.0),
+        )),
+        _ => Err(format!("child output: {line}")),
+    }
+}
+
+/// 7b/7c: `MANY_MORE` concurrent sessions complete, byte-exact, with memory flat in the
+/// number of sessions: RssAnon peak per session, all open at once, against the same at
+/// 64 sessions (child processes, like target 6).
+fn target_many_memory(b: &Bench, files: &[TestFile]) -> Vec<Row> {
+    let few = files.len();
+    let mut ours = Row::new(
+        "7b",
+        format!("{MANY_MORE} sessions: RssAnon peak per session"),
+        Unit::Kib,
+        Goal::RatioAtMost(1.1),
+    );
+    ours.ref_label = format!("per session at {few} sessions");
+    ours.peak = true;
+    let mut plain = Row::new(
+        "7c",
+        format!("{MANY_MORE} plain ureq readers: RssAnon peak per reader"),
+        Unit::Kib,
+        Goal::Info,
+    );
+    plain.ref_label = format!("per reader at {few}");
+    plain.peak = true;
+    let mut retained = 0.0f64;
+    for rep in 0..b.config.rss_reps {
+        let (mut r_many, mut r_few, mut p_many, mut p_few) = (None, None, None, None);
+        rotate(
+            rep,
+            &mut [
+                &mut || r_many = Some(many_child(b, Who::Ours, MANY_MORE, files)),
+                &mut || r_few = Some(many_child(b, Who::Ours, few, files)),
+                &mut || p_many = Some(many_child(b, Who::Plain, MANY_MORE, files)),
+                &mut || p_few = Some(many_child(b, Who::Plain, few, files)),
+            ],
+        );
+        if let Some(Ok((_, after))) = &r_many {
+            retained = retained.max(*after);
+        }
+        let per = |r: Option<Result<(f64, f64), String>>| r.map(|r| r.map(|(per, _)| per));
+        record(&mut ours, true, per(r_many), per(r_few));
+        record(&mut plain, true, per(p_many), per(p_few));
+    }
+    ours.note = format!(
+        "{MANY_MORE} x {} MiB, all open at once with full look-aheads, every byte checked; \
+         after all closed {:.1} MiB above the start",
+        files.first().map_or(0, |f| f.size / MIB),
+        retained / 1024.0
+    );
+    vec![ours, plain]
 }
 
 /// 7: many concurrent sessions on different files vs as many plain ureq readers.
@@ -2275,14 +2509,7 @@ fn run(config: &Config) -> Result<(), String> {
     };
     let many_files = if config.runs(7) {
         (0..config.many_count)
-            .map(|i| {
-                make_file(
-                    &www,
-                    &format!("many-{i:02}.bin"),
-                    config.many_size,
-                    100 + i as u64,
-                )
-            })
+            .map(|i| make_file(&www, &many_name(i), config.many_size, many_seed(i)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(io_err)?
     } else {
@@ -2353,6 +2580,9 @@ fn run(config: &Config) -> Result<(), String> {
     }
     if !many_files.is_empty() {
         step("7 many sessions", &mut || target_many(&bench, &many_files));
+        step("7b flat memory", &mut || {
+            target_many_memory(&bench, &many_files)
+        });
     }
     if config.runs(8) {
         step("8 slow link", &mut || target_slow_link(&bench, &main));
@@ -2377,8 +2607,10 @@ fn run(config: &Config) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--child-rss") {
-        return child_rss(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("--child-rss") => return child_rss(&args[1..]),
+        Some("--child-many") => return child_many(&args[1..]),
+        _ => {}
     }
     let config = match Config::parse(&args) {
         Ok(c) => c,
