@@ -10,8 +10,9 @@
 //!
 //! Flags (after `--`): `--quick` (or `KITHARA_BENCH_QUICK=1`), `--reps N`,
 //! `--size-mib N` (main file), `--only 1,4,5` (targets to run), `--server nginx|std`,
-//! `--markdown PATH`, `--profile ours|plain N` (only N sequential reads of the main file,
-//! no table: for perf/callgrind).
+//! `--markdown PATH`, `--svg PATH` (a chart of throughput per peer and of seek latency),
+//! `--profile ours|plain N` (only N sequential reads of the main file, no table: for
+//! perf/callgrind).
 //!
 //! The server is nginx (`sendfile on`, one process, loopback, a free port) when installed,
 //! else a small std-based server in this process; the table says which. The rows nginx
@@ -23,6 +24,8 @@
 //! The stream-download comparison runs `stream-download-ref` (a workspace member) as a
 //! child process when it has been built: `cargo build --release -p stream-download-ref`.
 
+#[path = "throughput/chart.rs"]
+mod chart;
 #[path = "throughput/origin.rs"]
 mod origin;
 
@@ -95,6 +98,7 @@ struct Config {
     /// 4 KiB reads per slow-link repetition (8a).
     slow_reads: usize,
     markdown: Option<PathBuf>,
+    svg: Option<PathBuf>,
     server: Option<ServerKind>,
     only: Option<Vec<u32>>,
     profile: Option<(Who, usize)>,
@@ -120,6 +124,7 @@ impl Config {
                 slow_reps: 1,
                 slow_reads: 60,
                 markdown: None,
+                svg: None,
                 server: None,
                 only: None,
                 profile: None,
@@ -140,6 +145,7 @@ impl Config {
                 slow_reps: 3,
                 slow_reads: 180,
                 markdown: None,
+                svg: None,
                 server: None,
                 only: None,
                 profile: None,
@@ -161,6 +167,7 @@ impl Config {
                 }
                 "--size-mib" => config.main_size = parse_num(&value("--size-mib")?)?.max(1) * MIB,
                 "--markdown" => config.markdown = Some(PathBuf::from(value("--markdown")?)),
+                "--svg" => config.svg = Some(PathBuf::from(value("--svg")?)),
                 "--server" => {
                     config.server = Some(match value("--server")?.as_str() {
                         "nginx" => ServerKind::Nginx,
@@ -2602,7 +2609,49 @@ fn run(config: &Config) -> Result<(), String> {
         std::fs::write(path, md).map_err(|e| format!("{}: {e}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
+    if let Some(path) = &config.svg {
+        let title = format!(
+            "kithara-file vs peers: {} run, {} MiB file, {} (one run's samples)",
+            if config.quick { "quick" } else { "full" },
+            main.size / MIB,
+            server.label()
+        );
+        let (throughput, seeks) = chart_series(&rows);
+        chart::write_svg(path, &title, &throughput, &seeks)?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
+}
+
+/// The chart's data from the table's rows (a row that failed is left out).
+fn chart_series(rows: &[Row]) -> (Vec<chart::Series>, Vec<chart::Series>) {
+    let find = |id: &str| rows.iter().find(|r| r.id == id && r.error.is_none());
+    let pick = |id: &str, label: &str, reference: bool| {
+        find(id).map(|r| {
+            let v = if reference { &r.reference } else { &r.ours };
+            chart::Series::new(label, v)
+        })
+    };
+    let throughput = [
+        pick("1a", "kithara-file", false),
+        pick("1a", "plain ureq", true),
+        pick("1e", "curl", false),
+        pick("1b", "stream-download", true),
+    ];
+    let seeks = [
+        pick("5a", "far seek\nkithara-file", false),
+        pick("5a", "far seek\nplain ureq", true),
+        pick("5a'", "far seek\nstream-download", false),
+        pick("5d", "trickling origin\nkithara-file", false),
+        pick("5d", "trickling origin\nplain ureq", true),
+        pick("5b", "into history\nkithara-file", false),
+        pick("5b'", "into look-ahead\nkithara-file", false),
+        pick("5c", "cached body\nkithara-file", false),
+    ];
+    (
+        throughput.into_iter().flatten().collect(),
+        seeks.into_iter().flatten().collect(),
+    )
 }
 
 fn main() -> ExitCode {
