@@ -41,7 +41,7 @@ use crate::range_policy::Validators;
 use crate::{FileError, FileSourceOptions};
 
 pub(crate) use cancel::Cancel;
-pub(crate) use handoff::{Inlet, Message, Want};
+pub(crate) use handoff::{Closed, Inlet, Message, Want};
 pub(crate) use status::Status;
 pub(crate) use stop::StopSignal;
 

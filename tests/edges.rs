@@ -653,3 +653,80 @@ fn a_driver_that_dies_fails_blocked_reads_and_pending_streams() {
         drop(server);
     }
 }
+
+#[test]
+fn open_returns_with_the_headers_even_when_the_body_stalls_at_once() {
+    let (server, _) = stalling(0, 14);
+    let started = Instant::now();
+    let session = FileSource::open(
+        url(&server, "/s"),
+        FileSourceOptions::new()
+            .with_read_timeout(Duration::from_secs(3))
+            .with_open_timeout(Duration::from_millis(400)),
+    )
+    .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(300), "open took {took:?}");
+    assert!(session.byte_len().is_some());
+    session.stop();
+}
+
+#[test]
+fn the_first_body_keeps_the_read_timeout_not_the_time_left_to_open() {
+    // A pause of 600 ms mid-body: a stall only for a 300 ms timeout, which is the open
+    // timeout here, not the read timeout.
+    let server = TestServer::start();
+    let body = pattern(100 * KIB as usize + 3, 15);
+    server.add_file("/p", body.clone());
+    server.push_faults(
+        "/p",
+        [Fault::TrickleAfter(100 * KIB, Duration::from_millis(600))],
+    );
+    let session = FileSource::open(
+        url(&server, "/p"),
+        FileSourceOptions::new()
+            .with_read_timeout(Duration::from_secs(5))
+            .with_open_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    let (got, _) = read_exactly(&session, 100 * KIB + 1);
+    assert!(got == body[..got.len()]);
+    assert_eq!(
+        session.retry_count(),
+        0,
+        "a 600 ms pause is no stall with a 5 s read timeout"
+    );
+    assert_eq!(session.request_count(), 1);
+}
+
+#[test]
+fn a_dying_driver_fails_a_blocked_read_and_a_stream_waiting_for_the_turn() {
+    quiet_deliberate_panics();
+    for _ in 0..10 {
+        let (server, _) = stalling(10, 16);
+        let options = FileSourceOptions::new()
+            .with_read_timeout(Duration::from_millis(150))
+            .with_events(|event| {
+                if matches!(event, FileEvent::Stalled) {
+                    panic!("a user callback panics (on purpose, in a test)");
+                }
+            });
+        let session = Arc::new(FileSource::open(url(&server, "/s"), options).unwrap());
+        read_exactly(&session, 10);
+        let reader = {
+            let session = Arc::clone(&session);
+            thread::spawn(move || (&*session).read(&mut [0u8; 10]).is_err())
+        };
+        // The reader holds the reading turn; the stream waits for it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while session.progress().state != DownloadState::Buffering {
+            assert!(Instant::now() < deadline);
+            thread::yield_now();
+        }
+        let mut stream = session.stream();
+        let item = futures::executor::block_on(stream.next());
+        assert!(matches!(item, Some(Err(_))), "{item:?}");
+        assert!(reader.join().unwrap(), "the blocked read got an error");
+        drop(server);
+    }
+}

@@ -33,6 +33,10 @@ pub(crate) struct PartialFile {
     state: Mutex<Coverage>,
     /// Exclusive lock on `<id>/writer.lock`: the writer role.
     _writer: File,
+    /// The data file again, for reads: they need no gate (a commit's fsyncs never hold a
+    /// reader up, and the inode survives the rename); `Coverage::generation` tells a read
+    /// that raced a `start_over`.
+    reader: File,
 }
 
 pub(super) struct Gate {
@@ -43,6 +47,8 @@ pub(super) struct Gate {
 pub(super) struct Coverage {
     meta: Option<CachedMeta>,
     ranges: RangeSet,
+    /// Bumped when the coverage is forgotten (the data is about to be truncated).
+    generation: u64,
 }
 
 impl Coverage {
@@ -81,15 +87,21 @@ impl PartialFile {
                 (None, RangeSet::default())
             }
         };
+        let reader = data.try_clone()?;
         Ok(PartialFile {
             lease,
             file_dir,
+            reader,
             gate: RwLock::new(Gate {
                 data,
                 committed: false,
             }),
             persist: Mutex::new(()),
-            state: Mutex::new(Coverage { meta, ranges }),
+            state: Mutex::new(Coverage {
+                meta,
+                ranges,
+                generation: 0,
+            }),
             _writer: writer,
         })
     }
@@ -144,6 +156,7 @@ impl PartialFile {
             let mut state = lock(&self.state);
             state.meta = None;
             state.ranges = RangeSet::default();
+            state.generation += 1;
         }
         let _persist = lock(&self.persist);
         self.write_index(meta.as_ref(), &[])?;
@@ -189,12 +202,20 @@ impl PartialFile {
     ///
     /// I/O errors reading the data file.
     pub(crate) fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let gate = read(&self.gate);
-        let Some(end) = self.covered_end(offset) else {
-            return Ok(0);
+        let (end, generation) = {
+            let state = lock(&self.state);
+            match state.ranges.covered_end(offset) {
+                Some(end) => (end, state.generation),
+                None => return Ok(0),
+            }
         };
         let n = usize::try_from(end - offset).map_or(buf.len(), |n| n.min(buf.len()));
-        platform::read_exact_at(&gate.data, &mut buf[..n], offset).map_err(|e| match e.kind() {
+        let read = platform::read_exact_at(&self.reader, &mut buf[..n], offset);
+        // Bytes read while the coverage was forgotten may be of another version.
+        if lock(&self.state).generation != generation {
+            return Ok(0);
+        }
+        read.map_err(|e| match e.kind() {
             // Never let a missing byte look like the end of the file to a decoder.
             io::ErrorKind::UnexpectedEof => {
                 io::Error::other("cache data file is shorter than its coverage")

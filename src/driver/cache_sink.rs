@@ -104,14 +104,23 @@ impl CacheSink {
             return;
         };
         if let Err(e) = partial.write_at(offset, bytes) {
-            return self.disable(format!("cannot write to the cache: {e}"));
+            self.disable(format!("cannot write to the cache: {e}"));
         }
+    }
+
+    /// The fsync work that follows writes, done after the bytes went out to the reader:
+    /// a checkpoint every [`CHECKPOINT_INTERVAL`], and the commit once complete.
+    pub(crate) fn settle(&mut self) {
+        let Some(partial) = &self.partial else {
+            return;
+        };
         if self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
             self.last_checkpoint = Instant::now();
             if let Err(e) = partial.checkpoint() {
-                self.disable(format!("cannot checkpoint the partial file: {e}"));
+                return self.disable(format!("cannot checkpoint the partial file: {e}"));
             }
         }
+        self.commit_if_complete();
     }
 
     /// Commits the body if the partial file now covers the whole file.

@@ -22,8 +22,8 @@ use crate::range_set::RangeSet;
 use crate::FileError;
 
 impl Driver {
-    /// The first fetch, on the caller's thread: until its body is open and its first
-    /// bytes are staged. `None`: nothing more to read from this body.
+    /// The first fetch, on the caller's thread: until its response's headers arrived (its
+    /// body is read by the driver thread). `None`: nothing to read from this response.
     pub(crate) fn open_first(
         &mut self,
         fetch: &mut Fetch,
@@ -36,7 +36,8 @@ impl Driver {
             let end = self.prefetch_end(*fetch, *offset).unwrap_or(fetch.end);
             let failure = match self.open_body(*fetch, *offset, end) {
                 Ok(None) => return Ok(None),
-                Ok(Some(open)) => return Ok(self.pump_first(*fetch, open, offset)),
+                // Headers are in: the driver thread reads the body, with its own timeouts.
+                Ok(Some(open)) => return Ok(Some(open)),
                 Err(failure) => failure,
             };
             match failure {

@@ -75,6 +75,12 @@ impl Staged {
     }
 }
 
+/// Who waits for bytes: a thread blocked in `read`, or a task that polled.
+enum Waiter<'a> {
+    Blocked,
+    Task(&'a Waker),
+}
+
 struct Slot {
     front: Front,
     staged: Option<Staged>,
@@ -105,6 +111,21 @@ impl Slot {
             self.taken.push((want.offset, bytes.clone()));
         }
         Some(bytes)
+    }
+
+    /// Records a waiter; a task is refused once the driver is gone (nothing would wake it).
+    fn wait(&mut self, waiter: Waiter<'_>) -> Result<(), Closed> {
+        match waiter {
+            Waiter::Blocked => {
+                self.blocked_since.get_or_insert_with(Instant::now);
+            }
+            Waiter::Task(_) if self.closed => return Err(Closed),
+            Waiter::Task(task) => match &self.task {
+                Some(current) if current.will_wake(task) => {}
+                _ => self.task = Some(task.clone()),
+            },
+        }
+        Ok(())
     }
 
     fn reader_waits(&self, urgent: bool) -> bool {
@@ -214,6 +235,8 @@ impl Outlet {
                 staged.bytes.unsplit(piece);
             }
             other => {
+                // `begin` and `unstage` empty the slot first: nothing is ever dropped here.
+                debug_assert!(other.as_ref().is_none_or(|s| s.bytes.is_empty()));
                 *other = Some(Staged {
                     epoch,
                     offset,
@@ -276,10 +299,15 @@ impl Outlet {
     }
 
     fn wake_task(&self) {
-        let task = lock(&self.slot).task.take();
-        if let Some(task) = task {
-            task.wake();
-        }
+        wake(&self.slot);
+    }
+}
+
+/// Wakes the registered task, outside the lock.
+fn wake(slot: &Mutex<Slot>) {
+    let task = lock(slot).task.take();
+    if let Some(task) = task {
+        task.wake();
     }
 }
 
@@ -332,7 +360,7 @@ impl Inlet {
                 Err(TryRecvError::Disconnected) => return Err(Closed),
                 Err(TryRecvError::Empty) => {}
             }
-            if let Some(message) = self.take_staged(want, true) {
+            if let Some(message) = self.take_staged(want, Waiter::Blocked)? {
                 return Ok(Some(message));
             }
             select! {
@@ -355,11 +383,8 @@ impl Inlet {
             Err(TryRecvError::Disconnected) => return Err(Closed),
             Err(TryRecvError::Empty) => {}
         }
-        if let Some(message) = self.take_staged(want, false) {
+        if let Some(message) = self.take_staged(want, Waiter::Task(task))? {
             return Ok(Some(message));
-        }
-        if !self.register_task(task) {
-            return Err(Closed);
         }
         // The driver may have sent between the first look and the registration.
         match self.data.try_recv() {
@@ -369,35 +394,29 @@ impl Inlet {
         }
     }
 
-    /// Staged bytes for `want`; else, when `blocking`, marks the reader blocked.
-    fn take_staged(&self, want: Want, blocking: bool) -> Option<Message> {
+    /// Staged bytes for `want`; else the waiter is recorded, under the same lock, so the
+    /// driver's next read goes to it (no bytes can land in between unseen).
+    fn take_staged(&self, want: Want, waiter: Waiter<'_>) -> Result<Option<Message>, Closed> {
         let (bytes, small) = {
             let mut slot = lock(&self.slot);
-            let bytes = slot.take_for(want);
-            if bytes.is_none() && blocking && slot.blocked_since.is_none() {
-                slot.blocked_since = Some(Instant::now());
+            match slot.take_for(want) {
+                Some(bytes) => (bytes, slot.small),
+                None => {
+                    slot.wait(waiter)?;
+                    return Ok(None);
+                }
             }
-            (bytes?, slot.small)
         };
-        Some(Message::Data {
+        Ok(Some(Message::Data {
             epoch: want.epoch,
             offset: want.offset,
             bytes: owned(bytes, small),
-        })
+        }))
     }
 
-    /// Has `task` woken by the next handoff (or [`Inlet::wake_task`]); `false` if the
-    /// driver is gone.
-    pub(crate) fn register_task(&self, task: &Waker) -> bool {
-        let mut slot = lock(&self.slot);
-        if slot.closed {
-            return false;
-        }
-        match &slot.task {
-            Some(current) if current.will_wake(task) => {}
-            _ => slot.task = Some(task.clone()),
-        }
-        true
+    /// Has `task` woken by the next handoff (or [`Inlet::wake_task`]).
+    pub(crate) fn register_task(&self, task: &Waker) -> Result<(), Closed> {
+        lock(&self.slot).wait(Waiter::Task(task))
     }
 
     /// Forgets a registered task that got what it waited for.
@@ -407,10 +426,7 @@ impl Inlet {
 
     /// Wakes a registered task (the reading turn it waited for is free).
     pub(crate) fn wake_task(&self) {
-        let task = lock(&self.slot).task.take();
-        if let Some(task) = task {
-            task.wake();
-        }
+        wake(&self.slot);
     }
 
     pub(crate) fn front(&self) -> Front {

@@ -228,7 +228,8 @@ impl Http {
         let Some(deadline) = deadline else {
             return request.call().map_err(classify);
         };
-        // Opening: no wait of this attempt may outlast the open timeout.
+        // Opening: no wait of this attempt may outlast the open timeout. The body's reads
+        // keep the agent's read timeout: the per-read setting would last the body's life.
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Failure::Fatal(open_timed_out(
@@ -240,7 +241,6 @@ impl Http {
             .timeout_resolve(Some(left))
             .timeout_connect(Some(self.options.connect_timeout.min(left)))
             .timeout_recv_response(Some(self.options.read_timeout.min(left)))
-            .timeout_per_read(Some(self.options.read_timeout.min(left)))
             .build()
             .call()
             .map_err(classify)

@@ -153,25 +153,6 @@ impl Driver {
         }
     }
 
-    /// The first read of the first body, on the caller's thread: its bytes wait in the
-    /// handoff for the first `read`. Returns the body while it has more to give.
-    pub(crate) fn pump_first(
-        &mut self,
-        fetch: Fetch,
-        mut open: OpenBody,
-        position: &mut u64,
-    ) -> Option<OpenBody> {
-        match self.read_once(fetch.epoch, &mut open, position) {
-            Ok(Read1::More) => Some(open),
-            // Ended or failed: the driver thread's loop sees where it stands and goes on.
-            _ => {
-                let _ = self.flush(fetch.epoch);
-                self.end_request();
-                None
-            }
-        }
-    }
-
     /// One socket read, staged. `Err` when a command came while the channel was full.
     fn read_once(
         &mut self,
@@ -252,7 +233,11 @@ impl Driver {
     /// never to the reader.
     pub(crate) fn abandon_staged(&mut self) {
         let staging = self.outlet.unstage();
-        self.cache_staging(staging, true);
+        if let Some(staged) = staging.send {
+            self.sink.write(staged.offset, &staged.bytes);
+        }
+        self.cache_taken(staging.taken);
+        self.sink.settle();
     }
 
     /// Sends whatever is staged: the body ended, failed or is done.
@@ -262,28 +247,22 @@ impl Driver {
     }
 
     fn send_staging(&mut self, epoch: u64, staging: Staging) -> Result<(), Interrupt> {
-        self.cache_staging(
-            Staging {
-                send: None,
-                taken: staging.taken,
-            },
-            false,
-        );
+        self.cache_taken(staging.taken);
         match staging.send {
             Some(staged) => self.send_chunk(epoch, staged),
             None => Ok(()),
         }
     }
 
-    /// Writes taken bytes (and, when `abandoned`, a staged chunk nobody will read) to the cache.
-    fn cache_staging(&mut self, staging: Staging, abandoned: bool) {
-        for (offset, bytes) in staging.taken {
+    /// Writes bytes a reader took from the slot to the cache.
+    fn cache_taken(&mut self, taken: Vec<(u64, Bytes)>) {
+        if taken.is_empty() {
+            return;
+        }
+        for (offset, bytes) in taken {
             self.sink.write(offset, &bytes);
         }
-        if let (true, Some(staged)) = (abandoned, staging.send) {
-            self.sink.write(staged.offset, &staged.bytes);
-        }
-        self.commit_when_complete();
+        self.sink.settle();
     }
 
     fn send_chunk(&mut self, epoch: u64, staged: Staged) -> Result<(), Interrupt> {
@@ -301,8 +280,8 @@ impl Driver {
             &self.commands,
             &self.stop,
         );
-        // After the send: the reader is not kept waiting for the fsyncs of a commit.
-        self.commit_when_complete();
+        // After the send: the reader is not kept waiting for a checkpoint's or a commit's fsyncs.
+        self.sink.settle();
         sent
     }
 

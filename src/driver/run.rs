@@ -96,8 +96,8 @@ pub(crate) struct Opening {
 }
 
 impl Opening {
-    /// Sends the first request and reads its first bytes on the calling thread, bounded
-    /// by the open timeout: the first byte then costs no thread handoff.
+    /// Sends the first request on the calling thread, until its headers arrived, bounded
+    /// by the open timeout (the driver thread, started meanwhile, reads the body).
     pub(crate) fn open(mut spec: DriverSpec, parts: Parts) -> Result<Opening, FileError> {
         let mut driver = Driver::new(&mut spec, parts);
         let deadline = Instant::now() + spec.options.open_timeout;
@@ -218,13 +218,6 @@ impl Driver {
         }
     }
 
-    /// Commits the cache body once the whole file is here (idempotent, cheap otherwise).
-    pub(crate) fn commit_when_complete(&mut self) {
-        if self.report.is_complete() {
-            self.sink.commit_if_complete();
-        }
-    }
-
     /// Bookkeeping after bytes went out: events, and the moment the file is complete.
     pub(crate) fn after_delivery(&mut self) {
         self.report.delivered(&self.status);
@@ -234,7 +227,6 @@ impl Driver {
         if let Some(size) = self.status.size() {
             if self.coverage.covers_all(size) {
                 self.report.complete(&self.status);
-                self.commit_when_complete();
             }
         }
     }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use super::cursor::{merge_ranges, Cursor, Env, Held, Step};
 use super::SessionState;
 use crate::cache::PartialFile;
-use crate::driver::{DriverHandle, Fetch, Want};
+use crate::driver::{Closed, DriverHandle, Fetch, Want};
 use crate::range_policy::SeekTargetError;
 use crate::{lock, FileError};
 
@@ -108,8 +108,10 @@ impl Remote {
         state: &SessionState,
         task: &Waker,
     ) -> Poll<Result<Option<Bytes>, FileError>> {
-        let Some(_turn) = self.try_turn(task) else {
-            return Poll::Pending;
+        let _turn = match self.try_turn(task) {
+            Ok(Some(turn)) => turn,
+            Ok(None) => return Poll::Pending,
+            Err(Closed) => return Poll::Ready(Err(gone(state))),
         };
         let env = self.env(state);
         let inlet = &self.driver.inlet;
@@ -133,6 +135,8 @@ impl Remote {
                         return Poll::Ready(Err(error));
                     }
                 }
+                // A stop that came before the registration found nothing to wake.
+                Ok(None) if state.stop.is_stopped() => return Poll::Ready(Err(FileError::Stopped)),
                 Ok(None) => return Poll::Pending,
                 Err(_) => return Poll::Ready(Err(gone(state))),
             }
@@ -141,18 +145,19 @@ impl Remote {
 
     /// The reading turn without blocking; when a blocking read has it, `task` is woken
     /// once it is free.
-    fn try_turn(&self, task: &Waker) -> Option<MutexGuard<'_, ()>> {
+    /// `Err` when the driver is gone (no one would wake the task).
+    fn try_turn(&self, task: &Waker) -> Result<Option<MutexGuard<'_, ()>>, Closed> {
         let attempt = || match self.turn.try_lock() {
             Ok(turn) => Some(turn),
             Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
             Err(TryLockError::WouldBlock) => None,
         };
         if let Some(turn) = attempt() {
-            return Some(turn);
+            return Ok(Some(turn));
         }
         // Registered before the second look: a read that ends in between wakes the task.
-        self.driver.inlet.register_task(task);
-        attempt()
+        self.driver.inlet.register_task(task)?;
+        Ok(attempt())
     }
 
     /// Moves the cursor to the target `resolve` computes from the current position.
