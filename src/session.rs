@@ -38,7 +38,8 @@ impl FileSource {
     ///
     /// Starts the session's driver thread and returns once the first response's headers
     /// have arrived, so the length is known (when the server tells it) before the first
-    /// read. Transient failures of that first request are retried like any other, within
+    /// read. When the time left allows a whole read timeout, it also waits for the first
+    /// bytes here: the first `read` then costs no thread handoff. Transient failures of that first request are retried like any other, within
     /// [`FileSourceOptions::with_open_timeout`] for the whole call.
     ///
     /// # Errors

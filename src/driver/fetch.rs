@@ -22,8 +22,9 @@ use crate::range_set::RangeSet;
 use crate::FileError;
 
 impl Driver {
-    /// The first fetch, on the caller's thread: until its response's headers arrived (its
-    /// body is read by the driver thread). `None`: nothing to read from this response.
+    /// The first fetch, on the caller's thread: until its response's headers (and, when
+    /// that stays within the open timeout, its first bytes) arrived. `None`: nothing more
+    /// to read from this response.
     pub(crate) fn open_first(
         &mut self,
         fetch: &mut Fetch,
@@ -36,7 +37,11 @@ impl Driver {
             let end = self.prefetch_end(*fetch, *offset).unwrap_or(fetch.end);
             let failure = match self.open_body(*fetch, *offset, end) {
                 Ok(None) => return Ok(None),
-                // Headers are in: the driver thread reads the body, with its own timeouts.
+                // Headers are in. The first bytes are read here too when that read (bounded
+                // by the read timeout) cannot outlast the open timeout; else by the thread.
+                Ok(Some(open)) if self.first_read_fits() => {
+                    return Ok(self.pump_first(*fetch, open, offset));
+                }
                 Ok(Some(open)) => return Ok(Some(open)),
                 Err(failure) => failure,
             };
@@ -55,6 +60,14 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Whether a read with the read timeout ends before the open timeout does.
+    fn first_read_fits(&self) -> bool {
+        self.retries.deadline().is_some_and(|deadline| {
+            deadline.saturating_duration_since(std::time::Instant::now())
+                >= self.http.read_timeout()
+        })
     }
 
     /// Downloads one fetch to its end, retrying transient failures. `body` continues one

@@ -96,8 +96,9 @@ pub(crate) struct Opening {
 }
 
 impl Opening {
-    /// Sends the first request on the calling thread, until its headers arrived, bounded
-    /// by the open timeout (the driver thread, started meanwhile, reads the body).
+    /// Sends the first request on the calling thread, until its headers and first bytes
+    /// arrived, bounded by the open timeout (the driver thread, started meanwhile, takes
+    /// the body over).
     pub(crate) fn open(mut spec: DriverSpec, parts: Parts) -> Result<Opening, FileError> {
         let mut driver = Driver::new(&mut spec, parts);
         let deadline = Instant::now() + spec.options.open_timeout;
