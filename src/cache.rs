@@ -39,7 +39,7 @@ pub use asset_id::AssetId;
 pub use handle::AssetCache;
 pub(crate) use lease::AssetLease;
 pub(crate) use partial::PartialFile;
-pub(crate) use records::CachedMeta;
+pub(crate) use records::{CachedMeta, UNKNOWN_LEN};
 
 const LOCK: &str = "lock";
 const WRITER_LOCK: &str = "writer.lock";

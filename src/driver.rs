@@ -42,6 +42,7 @@ use crate::{FileError, FileSourceOptions};
 
 pub(crate) use cancel::Cancel;
 pub(crate) use handoff::{Closed, Inlet, Message, Want};
+pub(crate) use http::Freshness;
 pub(crate) use status::Status;
 pub(crate) use stop::StopSignal;
 
@@ -90,6 +91,8 @@ pub(crate) struct DriverSpec {
     /// Validators of bytes already held (a partial cache file), checked on first contact.
     pub pinned: Option<Validators>,
     pub partial: Option<Arc<PartialFile>>,
+    /// The cache's size limit (a body of unknown length is cached only while it fits).
+    pub cache_limit: Option<u64>,
     /// A prefetch: no reader, the bytes only go to the cache.
     pub prefetch: Option<PrefetchSpec>,
 }
@@ -108,6 +111,18 @@ pub(crate) struct Opened {
     pub content_type: Option<String>,
     /// The first fetch as it finally runs: a stale cache entry restarts it from byte 0.
     pub first: Fetch,
+}
+
+/// Asks the server whether a complete cached body (of `known` version) is still current:
+/// one conditional request within the open timeout, counted in `status`.
+pub(crate) fn revalidate(
+    url: &Url,
+    options: &FileSourceOptions,
+    known: &Validators,
+    status: &Status,
+) -> Freshness {
+    let deadline = std::time::Instant::now() + options.open_timeout;
+    http::Http::new(url.clone(), options.clone(), None).is_current(known, deadline, status)
 }
 
 /// The session's end of a running driver: commands in, the chunks out, cancellation, and

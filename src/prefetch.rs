@@ -161,6 +161,7 @@ impl AssetCache {
             first,
             pinned,
             partial: Some(partial),
+            cache_limit: self.limit(),
             prefetch: Some(PrefetchSpec {
                 hand_over: Arc::clone(&hand_over),
                 max_bytes,

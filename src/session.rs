@@ -250,13 +250,15 @@ impl FileSession {
     /// committed since (by this session, another session, or another process).
     /// Always `false` for a session opened without a cache.
     pub fn is_cached(&self) -> bool {
+        // A writer's own commit is what counts (a body already there may be the version it
+        // replaces); a reader counts whoever committed.
         matches!(self.inner.source, Source::Cached(_))
             || self.inner.state.status.is_committed()
             || self
                 .inner
                 .cache
                 .as_ref()
-                .is_some_and(|cache| cache.lease.has_complete_body())
+                .is_some_and(|cache| cache.partial.is_none() && cache.lease.has_complete_body())
     }
 
     /// A snapshot for a progress bar: bytes downloaded, the length if known, the read

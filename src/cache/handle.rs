@@ -89,6 +89,11 @@ impl AssetCache {
         self
     }
 
+    /// The size limit set with [`AssetCache::with_max_bytes`].
+    pub(crate) fn limit(&self) -> Option<u64> {
+        self.max_bytes
+    }
+
     /// The root directory of the cache, as given to [`AssetCache::open`].
     #[must_use]
     pub fn root(&self) -> &Path {

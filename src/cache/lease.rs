@@ -46,6 +46,13 @@ impl AssetLease {
     }
 }
 
+impl AssetLease {
+    /// The size limit of the cache this lease is from.
+    pub(crate) fn cache_limit(&self) -> Option<u64> {
+        self.inner.cache().limit()
+    }
+}
+
 impl LeaseInner {
     pub(super) fn cache(&self) -> &AssetCache {
         &self.pin.cache

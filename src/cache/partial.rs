@@ -14,6 +14,7 @@ use crate::range_set::RangeSet;
 use super::{
     decode_index, encode_index, encode_meta, invalid_input, open_rw, read_record, remove_if_exists,
     write_durable, CachedMeta, LeaseInner, BODY, FILE_DIR, INDEX, INDEX_TMP, META, META_TMP, PART,
+    UNKNOWN_LEN,
 };
 
 /// A partial download shared by the downloader thread (writes) and reader threads (reads).
@@ -76,7 +77,7 @@ impl PartialFile {
             .and_then(|bytes| decode_index(&bytes))
             .filter(|(meta, ranges)| {
                 let furthest = ranges.0.last().map_or(0, |r| r.end);
-                furthest <= meta.len && furthest <= data_len
+                meta.len != UNKNOWN_LEN && furthest <= meta.len && furthest <= data_len
             });
         let (meta, ranges) = match resumed {
             Some((meta, ranges)) => (Some(meta), ranges),
@@ -252,6 +253,20 @@ impl PartialFile {
     /// Whether the meta is known and `[0, meta.len)` is covered entirely.
     pub(crate) fn is_complete(&self) -> bool {
         lock(&self.state).is_complete()
+    }
+
+    /// A body recorded with [`UNKNOWN_LEN`] ended at `len`: from now on that is its
+    /// length. `false` when the meta had a length already, or coverage reaches past `len`.
+    pub(crate) fn set_len(&self, len: u64) -> bool {
+        let mut state = lock(&self.state);
+        let beyond = state.ranges.0.last().is_some_and(|r| r.end > len);
+        match &mut state.meta {
+            Some(meta) if meta.len == UNKNOWN_LEN && !beyond => {
+                meta.len = len;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Turns the complete partial data into the asset's body, then runs eviction.

@@ -12,6 +12,10 @@ use crate::range_set::RangeSet;
 
 use super::{CHECKSUM_LEN, INDEX_MAGIC, MAX_RECORD_LEN, META_MAGIC};
 
+/// `CachedMeta::len` of a body whose length is not known yet (an endless stream): such a
+/// partial file is never checkpointed nor resumed, only committed once its body ended.
+pub(crate) const UNKNOWN_LEN: u64 = u64::MAX;
+
 /// Length and validators of a complete body (or of the file a partial download belongs to).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct CachedMeta {

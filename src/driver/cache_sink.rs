@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::status::Status;
-use crate::cache::{CachedMeta, PartialFile};
+use crate::cache::{CachedMeta, PartialFile, UNKNOWN_LEN};
 use crate::events::{EventSink, FileEvent};
 use crate::range_policy::Validators;
 
@@ -23,11 +23,16 @@ pub(crate) struct CacheSink {
     last_checkpoint: Instant,
     events: Option<EventSink>,
     status: Arc<Status>,
+    /// The cache's size limit: a body of unknown length is cached only while it fits.
+    limit: Option<u64>,
+    /// Bytes written of a body of unknown length (`None`: the length is known).
+    unknown_len_written: Option<u64>,
 }
 
 impl CacheSink {
     pub(crate) fn new(
         partial: Option<Arc<PartialFile>>,
+        limit: Option<u64>,
         events: Option<EventSink>,
         status: Arc<Status>,
     ) -> Self {
@@ -36,6 +41,8 @@ impl CacheSink {
             last_checkpoint: Instant::now(),
             events,
             status,
+            limit,
+            unknown_len_written: None,
         }
     }
 
@@ -74,10 +81,23 @@ impl CacheSink {
         let Some(partial) = &self.partial else {
             return;
         };
-        // A body of unknown length could never be checked complete, and one without a
-        // validator could not be told from a newer version in the next run.
-        let Some(len) = pinned.size.filter(|_| pinned.if_range().is_some()) else {
-            return self.disable("the response has no length or no validator".into());
+        let len = match (pinned.size, self.limit) {
+            // One without a validator could not be told from a newer version next run.
+            (Some(_), _) if pinned.if_range().is_none() => {
+                return self.disable("the response has no validator".into());
+            }
+            (Some(len), _) => len,
+            // An endless stream (internet radio) must never fill the disk.
+            (None, None) => {
+                return self.disable(
+                    "a body of unknown length is cached only under a size limit (with_max_bytes)"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                self.unknown_len_written = Some(0);
+                UNKNOWN_LEN
+            }
         };
         let started = partial.reset(CachedMeta {
             len,
@@ -104,8 +124,29 @@ impl CacheSink {
             return;
         };
         if let Err(e) = partial.write_at(offset, bytes) {
-            self.disable(format!("cannot write to the cache: {e}"));
+            return self.disable(format!("cannot write to the cache: {e}"));
         }
+        if let (Some(written), Some(limit)) = (&mut self.unknown_len_written, self.limit) {
+            *written += bytes.len() as u64;
+            if *written > limit {
+                let reason =
+                    format!("the body of unknown length outgrew the cache limit of {limit} bytes");
+                self.disable(reason);
+            }
+        }
+    }
+
+    /// A body of unknown length ended at `len`: it can be committed now.
+    pub(crate) fn length_known(&mut self, len: u64) {
+        if self.unknown_len_written.is_none() {
+            return;
+        }
+        if let Some(partial) = &self.partial {
+            if partial.set_len(len) {
+                self.unknown_len_written = None;
+            }
+        }
+        self.commit_if_complete();
     }
 
     /// The fsync work that follows writes, done after the bytes went out to the reader:
@@ -114,7 +155,10 @@ impl CacheSink {
         let Some(partial) = &self.partial else {
             return;
         };
-        if self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+        // A partial of unknown length is never resumed: nothing to checkpoint.
+        if self.unknown_len_written.is_none()
+            && self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL
+        {
             self.last_checkpoint = Instant::now();
             if let Err(e) = partial.checkpoint() {
                 return self.disable(format!("cannot checkpoint the partial file: {e}"));
@@ -149,16 +193,26 @@ impl CacheSink {
     pub(crate) fn finish(&mut self) {
         self.commit_if_complete();
         if let Some(partial) = &self.partial {
-            if !partial.is_committed() {
-                let _ = partial.checkpoint();
+            if partial.is_committed() {
+                return;
             }
+            let _ = if self.unknown_len_written.is_some() {
+                // It could never be told complete next time.
+                partial.discard()
+            } else {
+                partial.checkpoint()
+            };
         }
     }
 
     /// Turns caching off for this session.
     pub(crate) fn disable(&mut self, reason: String) {
-        if self.partial.take().is_none() {
+        let Some(partial) = self.partial.take() else {
             return;
+        };
+        if self.unknown_len_written.take().is_some() {
+            // Never resumed: what it wrote is of no use, give the disk back.
+            let _ = partial.discard();
         }
         log::debug!("kithara-file: caching off for this session: {reason}");
         if let Some(events) = &self.events {

@@ -387,6 +387,10 @@ impl Driver {
             // Only a body of unknown length that ended cleanly gets here.
             self.status.set_size(offset);
         }
+        if let Some(size) = self.status.size() {
+            // A body of unknown length that ended can be committed now.
+            self.sink.length_known(size);
+        }
         self.after_delivery();
         self.report.idle(&self.status);
         let sent = self.outlet.send(

@@ -12,8 +12,8 @@ use super::retry::{classify, open_timed_out, Failure, Transient};
 use super::status::Status;
 use crate::agent::build_agent;
 use crate::range_policy::{
-    follow_redirect, plan_response, range_header, Plan, Refusal, Requested, ResponseHead,
-    Validators,
+    follow_redirect, plan_response, range_header, validators_of, Plan, Refusal, Requested,
+    ResponseHead, Validators,
 };
 use crate::redact::redact;
 use crate::{FileError, FileSourceOptions};
@@ -37,6 +37,19 @@ pub(crate) struct Http {
     refused: Option<Url>,
     /// A refreshed URL is in use and has not been answered yet: refused again, it fails.
     refreshing: bool,
+    /// Validators to send as `If-None-Match` / `If-Modified-Since` (revalidation only).
+    conditional: Option<Validators>,
+}
+
+/// What a revalidation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    /// `304`, or the same validators: the cached body is the server's version.
+    Current,
+    /// Another version (or none any more): fetch it.
+    Changed,
+    /// No usable answer (offline, a server error): the cache is all there is.
+    Unknown,
 }
 
 /// A response whose head has been checked.
@@ -56,6 +69,7 @@ impl Http {
             pinned,
             refused: None,
             refreshing: false,
+            conditional: None,
             url,
             options,
         }
@@ -101,6 +115,34 @@ impl Http {
         self.url = fresh;
         self.refreshing = true;
         true
+    }
+
+    /// Asks whether the version `known` is still the server's: one conditional request
+    /// for the first byte, redirects followed, no retries.
+    pub(crate) fn is_current(
+        &mut self,
+        known: &Validators,
+        deadline: Instant,
+        status: &Status,
+    ) -> Freshness {
+        self.conditional = Some(known.clone());
+        let first_byte = Requested {
+            start: 0,
+            end: Some(1),
+            ranged: true,
+        };
+        let Ok((_, response)) = self.follow(first_byte, Some(deadline), status) else {
+            return Freshness::Unknown;
+        };
+        let head = response_head(&response);
+        match head.status {
+            304 => Freshness::Current,
+            200 | 206 if known.mismatch(&validators_of(&head, known.size)).is_none() => {
+                Freshness::Current
+            }
+            200 | 206 | 404 | 410 => Freshness::Changed,
+            _ => Freshness::Unknown,
+        }
     }
 
     /// Keeps an abandoned body to close after the next request went out.
@@ -222,6 +264,13 @@ impl Http {
                 if let Some(validator) = self.pinned.as_ref().and_then(Validators::if_range) {
                     request = request.header("If-Range", validator);
                 }
+            }
+        }
+        if let Some(known) = &self.conditional {
+            if let Some(etag) = &known.etag {
+                request = request.header("If-None-Match", etag.as_str());
+            } else if let Some(modified) = &known.last_modified {
+                request = request.header("If-Modified-Since", modified.as_str());
             }
         }
         // Credentials stay with the origin they were given for.

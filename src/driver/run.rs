@@ -162,6 +162,7 @@ impl Driver {
         let look_ahead = spec.options.look_ahead;
         let sink = CacheSink::new(
             spec.partial.clone(),
+            spec.cache_limit,
             spec.options.events.clone(),
             Arc::clone(&parts.status),
         );

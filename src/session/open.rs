@@ -10,7 +10,7 @@ use super::cached::Cached;
 use super::remote::Remote;
 use super::{CacheUse, FileSession, Inner, SessionState, Source};
 use crate::cache::{AssetCache, AssetId, AssetLease, PartialFile};
-use crate::driver::{self, DriverSpec, Fetch, Status, StopSignal};
+use crate::driver::{self, DriverSpec, Fetch, Freshness, Status, StopSignal};
 use crate::events::{DownloadState, FileEvent};
 use crate::options::validate_url;
 use crate::range_policy::Validators;
@@ -28,7 +28,9 @@ pub(super) fn open(
     let asset_id = asset_id_for(&url, &options);
     let cache_use = match cache.map(|cache| (cache.lease(&asset_id), cache)) {
         Some((Ok(lease), cache)) => {
-            if let Some(session) = open_complete(&lease, &url, &options, &asset_id) {
+            if let Some(session) =
+                open_complete(&lease, &url, &options, &asset_id, options.revalidate)
+            {
                 return Ok(session);
             }
             // A prefetch of this asset in this process hands its bytes over first.
@@ -76,7 +78,8 @@ fn claim_writer(
     let committed = partial.commit().is_ok();
     drop(partial);
     if committed {
-        if let Some(session) = open_complete(&lease, url, options, asset_id) {
+        // Just downloaded: nothing to revalidate.
+        if let Some(session) = open_complete(&lease, url, options, asset_id, false) {
             return Ok(session);
         }
     }
@@ -93,14 +96,29 @@ impl CacheUse {
 }
 
 /// A session over a complete cached body: the whole file is one chunk, no driver thread.
+/// With `revalidate`, only if the server does not say it has another version now (one
+/// conditional request; no answer serves the cache too).
 fn open_complete(
     lease: &AssetLease,
     url: &Url,
     options: &FileSourceOptions,
     asset_id: &AssetId,
+    revalidate: bool,
 ) -> Option<FileSession> {
-    let (body, _meta) = lease.complete_body()?;
+    let (body, meta) = lease.complete_body()?;
     let len = body.len() as u64;
+    let status = Status::new(Some(len), options.range_seek, DownloadState::Complete);
+    if revalidate {
+        let known = Validators {
+            etag: meta.etag,
+            last_modified: meta.last_modified,
+            size: Some(meta.len),
+        };
+        if driver::revalidate(url, options, &known, &status) == Freshness::Changed {
+            // The new version streams in and replaces the body once complete.
+            return None;
+        }
+    }
     if let Some(events) = &options.events {
         events.emit(FileEvent::Opened {
             length: Some(len),
@@ -108,7 +126,6 @@ fn open_complete(
             from_cache: true,
         });
     }
-    let status = Status::new(Some(len), options.range_seek, DownloadState::Complete);
     let inner = Inner {
         state: SessionState {
             status: Arc::new(status),
@@ -174,6 +191,7 @@ fn start_remote(
         first,
         pinned,
         partial: partial.clone(),
+        cache_limit: cache.as_ref().and_then(|c| c.lease.cache_limit()),
         prefetch: None,
     };
     let (driver, opened) = driver::start(spec, Arc::clone(&status), &stop)?;

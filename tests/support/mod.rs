@@ -969,10 +969,30 @@ fn file_plan(file: &FileEntry, window: Option<(u64, u64)>) -> Plan {
     }
 }
 
+/// `If-None-Match` (weak comparison, `*` too), else `If-Modified-Since` (the same date).
+fn not_modified(req: &ParsedRequest, file: &FileEntry) -> bool {
+    let weak = |tag: &str| tag.trim().trim_start_matches("W/").to_string();
+    if let Some(tags) = req.header("If-None-Match") {
+        return tags.split(',').any(|tag| {
+            tag.trim() == "*"
+                || file
+                    .opts
+                    .etag
+                    .as_deref()
+                    .is_some_and(|e| weak(e) == weak(tag))
+        });
+    }
+    req.header("If-Modified-Since")
+        .is_some_and(|since| file.last_modified().as_deref() == Some(since.trim()))
+}
+
 fn normal_plan(req: &ParsedRequest, file: Option<&FileEntry>, ignore_range: bool) -> Plan {
     let Some(file) = file else {
         return not_found_plan();
     };
+    if not_modified(req, file) {
+        return Plan::simple(304, entity_headers(file), Vec::new());
+    }
     match requested_window(req, file, ignore_range) {
         Ok(window) => file_plan(file, window),
         Err(()) => unsatisfiable_plan(file),
