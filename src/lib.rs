@@ -67,7 +67,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 pub use bytes::Bytes;
 pub use url::Url;
 
-pub use cache::{AssetCache, AssetId};
+pub use cache::{AssetCache, AssetId, CacheEntry};
 pub use error::FileError;
 pub use events::{DownloadState, FileEvent, Progress};
 pub use options::FileSourceOptions;
