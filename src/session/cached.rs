@@ -29,10 +29,23 @@ impl Cached {
 
     /// Copies the bytes at `position` into `buf` and advances it.
     pub(crate) fn read(&self, position: &AtomicU64, buf: &mut [u8]) -> usize {
+        self.read_with(position, |rest| {
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            n
+        })
+    }
+
+    /// Hands the rest of the file from `position` to `copy`, which takes what fits and
+    /// says how many bytes it took; advances by that many.
+    pub(crate) fn read_with(
+        &self,
+        position: &AtomicU64,
+        copy: impl FnOnce(&[u8]) -> usize,
+    ) -> usize {
         let _cursor = lock(&self.cursor);
         let rest = self.rest(position.load(Ordering::Acquire));
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
+        let n = copy(&rest).min(rest.len());
         position.fetch_add(n as u64, Ordering::AcqRel);
         n
     }
