@@ -8,6 +8,8 @@
 //! - [`cursor`]: the remote reader's position, the chunks it holds, the fetch it follows;
 //! - [`stream`]: the same bytes as an async `Stream`.
 
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
+mod async_read;
 mod cached;
 mod cursor;
 mod open;
@@ -28,6 +30,8 @@ use crate::events::{DownloadState, EventSink, FileEvent, Progress};
 use crate::range_policy::{resolve_seek, resolve_seek_bytes, SeekTargetError};
 use crate::{FileError, FileSourceOptions};
 
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
+pub use async_read::AsyncFileReader;
 pub use stream::FileStream;
 
 /// Opens remote files as [`FileSession`]s.
@@ -131,9 +135,9 @@ impl FileSource {
 /// # Stopping and dropping
 ///
 /// After [`stop`](FileSession::stop), `read` and `seek` return [`FileError::Stopped`].
-/// Dropping the last handle of the session (its clones and every [`FileStream`] of it)
-/// stops the driver, cancels any request in flight, and joins the thread (a cache commit
-/// in progress is finished first).
+/// Dropping the last handle of the session (its clones, every [`FileStream`] and every
+/// async reader of it) stops the driver, cancels any request in flight, and joins the
+/// thread (a cache commit in progress is finished first).
 #[derive(Clone)]
 pub struct FileSession {
     inner: Arc<Inner>,
