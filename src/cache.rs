@@ -6,6 +6,7 @@
 //! <root>/<asset_id>/lock              leases hold it shared, eviction takes it exclusive
 //! <root>/<asset_id>/writer.lock       held exclusive by the one writer of the asset
 //! <root>/<asset_id>/used              its mtime is the last-used time (LRU eviction)
+//! <root>/<asset_id>/removing          removal requested while leased: the last lease removes it
 //! <root>/<asset_id>/file/body         a complete file, byte for byte; immutable once in place
 //! <root>/<asset_id>/file/meta         length + validators of `body` (checksummed)
 //! <root>/<asset_id>/file/part         data of a partial download (sparse, random access)
@@ -21,12 +22,14 @@
 //!
 //! Its parts: [`asset_id`] (names), [`handle`] (the root, leases registry, eviction),
 //! [`lease`] (one asset pinned), [`partial`] (a download in progress and its commit),
-//! [`records`] (meta and index files), [`files`] (the file system steps).
+//! [`records`] (meta and index files), [`files`] (the file system steps), [`manage`]
+//! (what an app lists and removes).
 
 mod asset_id;
 mod files;
 mod handle;
 mod lease;
+mod manage;
 mod partial;
 mod records;
 #[cfg(test)]
@@ -38,12 +41,14 @@ use {files::*, handle::*, lease::*, partial::*, records::*};
 pub use asset_id::AssetId;
 pub use handle::AssetCache;
 pub(crate) use lease::AssetLease;
+pub use manage::CacheEntry;
 pub(crate) use partial::PartialFile;
 pub(crate) use records::{CachedMeta, UNKNOWN_LEN};
 
 const LOCK: &str = "lock";
 const WRITER_LOCK: &str = "writer.lock";
 const USED: &str = "used";
+const REMOVING: &str = "removing";
 const FILE_DIR: &str = "file";
 const BODY: &str = "body";
 const META: &str = "meta";

@@ -46,6 +46,26 @@
 //! tested by this project. Windows has an implementation of the few OS specifics of the
 //! asset cache that is neither built nor tested by CI: treat it as unsupported. Other
 //! targets do not compile.
+//!
+//! # Cargo features
+//!
+//! None is on by default; each only adds trait implementations (and their optional
+//! dependency), never a runtime or a thread:
+//!
+//! - `symphonia`: `symphonia_core::io::MediaSource` (symphonia 0.6) for [`FileSession`];
+//! - `symphonia-05`: the same for symphonia 0.5 (what rodio 0.23 decodes with);
+//! - `futures-io`: `FileSession::async_reader`, an `AsyncFileReader` that implements
+//!   `futures_io::AsyncRead + AsyncSeek` (for `futures`, async-std, smol);
+//! - `tokio`: the same `AsyncFileReader` implements `tokio::io::AsyncRead + AsyncSeek`
+//!   (with both features, one type implements both sets). `AsyncFileReader` exists when
+//!   either is on;
+//! - `play`: builds `examples/play.rs`, which plays a URL on the default output device
+//!   (rodio with audio output; links ALSA on Linux).
+//!
+//! ```toml
+//! [dependencies]
+//! kithara-file = { version = "0.1", features = ["tokio"] }
+//! ```
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -69,11 +89,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 pub use bytes::Bytes;
 pub use url::Url;
 
-pub use cache::{AssetCache, AssetId};
+pub use cache::{AssetCache, AssetId, CacheEntry};
 pub use error::FileError;
 pub use events::{DownloadState, FileEvent, Progress};
 pub use options::FileSourceOptions;
 pub use prefetch::Prefetch;
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
+pub use session::AsyncFileReader;
 pub use session::{FileSession, FileSource, FileStream};
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (every update

@@ -8,6 +8,8 @@
 //! - [`cursor`]: the remote reader's position, the chunks it holds, the fetch it follows;
 //! - [`stream`]: the same bytes as an async `Stream`.
 
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
+mod async_read;
 mod cached;
 mod cursor;
 pub(crate) mod open;
@@ -27,6 +29,8 @@ use crate::events::{DownloadState, EventSink, FileEvent, Progress};
 use crate::range_policy::{resolve_seek, resolve_seek_bytes, SeekTargetError};
 use crate::{FileError, FileSourceOptions};
 
+#[cfg(any(feature = "futures-io", feature = "tokio"))]
+pub use async_read::AsyncFileReader;
 pub use stream::FileStream;
 
 /// Opens remote files as [`FileSession`]s.
@@ -103,11 +107,38 @@ impl FileSource {
 /// the new position and bytes of the old request never reach the reader afterwards.
 /// Seeking to the length is allowed and the next read returns 0.
 ///
+/// # Handles
+///
+/// `clone` gives another handle on the same session, like `File::try_clone`: all handles
+/// share one cursor (a read or seek through one moves it for all) and one download. Give
+/// one to a decoder on its thread and keep one for stats and [`stop`](FileSession::stop),
+/// which stops every handle. Dropping a handle while others live changes nothing.
+///
+/// ```no_run
+/// use std::io::Read;
+/// use kithara_file::{FileSource, FileSourceOptions};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+/// let mut reader = session.clone();
+/// let decoder = std::thread::spawn(move || {
+///     let mut bytes = Vec::new();
+///     reader.read_to_end(&mut bytes).map(|_| bytes.len())
+/// });
+/// println!("{:?}", session.progress());
+/// session.stop(); // the decoder's read returns an error wrapping FileError::Stopped
+/// let _ = decoder.join();
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Stopping and dropping
 ///
 /// After [`stop`](FileSession::stop), `read` and `seek` return [`FileError::Stopped`].
-/// Dropping the session and every [`FileStream`] of it stops the driver, cancels any
-/// request in flight, and joins the thread (a cache commit in progress is finished first).
+/// Dropping the last handle of the session (its clones, every [`FileStream`] and every
+/// async reader of it) stops the driver, cancels any request in flight, and joins the
+/// thread (a cache commit in progress is finished first).
+#[derive(Clone)]
 pub struct FileSession {
     inner: Arc<Inner>,
 }

@@ -19,17 +19,42 @@ impl AssetId {
         &self.0
     }
 
-    /// The id of an arbitrary key.
-    pub(crate) fn from_key(key: &str) -> AssetId {
+    /// The id of an arbitrary key: what a session opened with
+    /// [`FileSourceOptions::with_cache_key(key)`](crate::FileSourceOptions::with_cache_key)
+    /// uses, whatever its URL.
+    ///
+    /// ```
+    /// use kithara_file::{AssetId, FileSourceOptions};
+    ///
+    /// let id = AssetId::from_key("album-7/track-3");
+    /// assert_eq!(id, AssetId::from_key("album-7/track-3"));
+    /// assert_eq!(id.as_str().len(), 64);
+    /// // Sessions opened with this option use the same id (see `FileSession::asset_id`).
+    /// let _options = FileSourceOptions::new().with_cache_key("album-7/track-3");
+    /// ```
+    #[must_use]
+    pub fn from_key(key: &str) -> AssetId {
         AssetId(to_hex(&Sha256::digest(key.as_bytes())))
     }
 
-    /// The id of a URL, keyed by its normalized form.
+    /// The id of a URL, keyed by its normalized form: what a session opened on `url`
+    /// without a [cache key](crate::FileSourceOptions::with_cache_key) uses.
     ///
     /// Parsing already lowercases scheme and host and drops a default port; on top of that
     /// the fragment (never sent to the server) and the userinfo (credentials must not end up
-    /// deciding, or being derivable from, cache names) are removed.
-    pub(crate) fn from_url(url: &url::Url) -> AssetId {
+    /// deciding, or being derivable from, cache names) are removed. The query string stays:
+    /// a signed URL whose signature changes names a new asset unless a cache key is set.
+    ///
+    /// ```
+    /// use kithara_file::{AssetId, Url};
+    ///
+    /// let a: Url = "HTTP://Example.COM:80/track.flac#t=30".parse()?;
+    /// let b: Url = "http://user:secret@example.com/track.flac".parse()?;
+    /// assert_eq!(AssetId::from_url(&a), AssetId::from_url(&b));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn from_url(url: &url::Url) -> AssetId {
         let mut key = url.clone();
         key.set_fragment(None);
         // Both fail only for URLs that cannot carry credentials, so there is nothing to strip.

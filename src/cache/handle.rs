@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
@@ -65,14 +66,17 @@ impl AssetCache {
             .map_err(|e| cache_error("cannot create a file in cache root", &root, &e))?;
         fs::remove_file(&probe)
             .map_err(|e| cache_error("cannot remove a file from cache root", &root, &e))?;
-        Ok(AssetCache {
+        let cache = AssetCache {
             shared: Arc::new(Shared {
                 root,
                 pins: Mutex::new(HashMap::new()),
                 evicting: Mutex::new(()),
             }),
             max_bytes: None,
-        })
+        };
+        // Removals requested while their assets were in use by a process that is gone.
+        cache.sweep_removals();
+        Ok(cache)
     }
 
     /// Returns this handle with a size limit of `max_bytes` for everything under the root.
@@ -117,11 +121,23 @@ impl AssetCache {
 
     /// Pins the asset `id` until the returned lease is dropped and records now as its
     /// last-used time. Creates the asset directory if needed.
+    ///
+    /// # Errors
+    ///
+    /// [`FileError::Cache`] when the asset cannot be leased, or when its removal was
+    /// requested ([`AssetCache::remove`]): a new session then streams without the cache.
     pub(crate) fn lease(&self, id: &AssetId) -> Result<AssetLease, FileError> {
         // Pin in-process before taking the file lock: an eviction pass of this process
         // that looks between the two sees the pin and skips the asset.
         let pin = Pin::new(self.clone(), id.clone());
-        AssetLease::take(self.asset_dir(id), pin)
+        let lease = AssetLease::take(self.asset_dir(id), pin)?;
+        // Looked at after the lock: a removal marked before it is seen here, and one
+        // marked after it finds this lease and waits for it to end.
+        if self.removal_requested(id) {
+            drop(lease);
+            return Err(FileError::Cache(format!("asset {id} is being removed")));
+        }
+        Ok(lease)
     }
 
     /// Bytes of all files under the root (complete bodies, partial downloads and the small
@@ -135,6 +151,7 @@ impl AssetCache {
     /// Best effort: errors skip the asset at hand and never reach the caller, because a
     /// failed eviction must not fail the download that triggered it.
     pub(super) fn evict(&self) {
+        self.sweep_removals();
         let Some(max) = self.max_bytes else {
             return;
         };
@@ -179,20 +196,25 @@ impl AssetCache {
     }
 
     /// Removes one asset unless it is leased here or in another process.
-    fn try_remove_asset(&self, id: &AssetId) -> bool {
+    pub(super) fn try_remove_asset(&self, id: &AssetId) -> bool {
+        matches!(self.remove_unless_leased(id), Ok(true))
+    }
+
+    /// Removes one asset unless it is leased: `Ok(false)` when it is leased (here or in
+    /// another process), an error when the file system refuses (a missing directory is
+    /// `NotFound`).
+    pub(super) fn remove_unless_leased(&self, id: &AssetId) -> io::Result<bool> {
         // Held until the directory is renamed away, so no lease of this process can
         // start in between (a lease pins before it locks).
         let pins = lock(&self.shared.pins);
         if pins.contains_key(id) {
-            return false;
+            return Ok(false);
         }
         let dir = self.asset_dir(id);
         let lock_path = dir.join(LOCK);
-        let Ok(file) = open_rw(&lock_path) else {
-            return false;
-        };
+        let file = open_rw(&lock_path)?;
         if file.try_lock().is_err() || !same_file(&file, &lock_path) {
-            return false;
+            return Ok(false);
         }
         // Renaming is atomic for other processes: a lease that was waiting for our lock
         // finds its lock file no longer at the asset's path and starts over on a fresh
@@ -201,14 +223,12 @@ impl AssetCache {
             .shared
             .root
             .join(unique_name(TRASH_PREFIX, id.as_str()));
-        if fs::rename(&dir, &trash).is_err() {
-            return false;
-        }
+        fs::rename(&dir, &trash)?;
         drop(file);
         drop(pins);
         // Unlinking leaves mapped bodies of earlier readers intact.
         let _ = fs::remove_dir_all(&trash);
-        true
+        Ok(true)
     }
 }
 
@@ -227,13 +247,26 @@ impl Pin {
 }
 
 impl Drop for Pin {
+    /// The last pin of an asset whose removal was requested removes it, unless another
+    /// process still leases it (then that process's last pin does). A lease drops its
+    /// file lock before its pin, so this process's own lock is not in the way.
     fn drop(&mut self) {
-        let mut pins = lock(&self.cache.shared.pins);
-        if let Some(count) = pins.get_mut(&self.id) {
-            *count -= 1;
-            if *count == 0 {
-                pins.remove(&self.id);
+        let last = {
+            let mut pins = lock(&self.cache.shared.pins);
+            match pins.get_mut(&self.id) {
+                Some(count) => {
+                    *count -= 1;
+                    let last = *count == 0;
+                    if last {
+                        pins.remove(&self.id);
+                    }
+                    last
+                }
+                None => false,
             }
+        };
+        if last && self.cache.removal_requested(&self.id) {
+            self.cache.try_remove_asset(&self.id);
         }
     }
 }

@@ -27,7 +27,8 @@ pub(super) struct LeaseInner {
     pub(super) dir: PathBuf,
     /// Shared lock on `<id>/lock`: what other processes' eviction sees.
     _lock: File,
-    /// What this process's eviction sees.
+    /// What this process's eviction sees. Declared after `_lock`, so it drops after it:
+    /// the last pin finishes a requested removal, which needs the file lock free.
     pin: Pin,
 }
 

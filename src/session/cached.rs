@@ -29,11 +29,20 @@ impl Cached {
 
     /// Copies the bytes at `position` into `buf` and advances it.
     pub(crate) fn read(&self, status: &Status, buf: &mut [u8]) -> usize {
+        self.read_with(status, |rest| {
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            n
+        })
+    }
+
+    /// Hands the rest of the file from the position to `copy`, which takes what fits and
+    /// says how many bytes it took; advances by that many.
+    pub(crate) fn read_with(&self, status: &Status, copy: impl FnOnce(&[u8]) -> usize) -> usize {
         let _cursor = lock(&self.cursor);
         let position = status.position();
         let rest = self.rest(position);
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
+        let n = copy(&rest).min(rest.len());
         status.reader_moved(position + n as u64);
         n
     }

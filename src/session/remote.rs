@@ -108,6 +108,34 @@ impl Remote {
         state: &SessionState,
         task: &Waker,
     ) -> Poll<Result<Option<Bytes>, FileError>> {
+        self.poll_take(state, task, |bytes| (bytes.len(), bytes.clone()))
+    }
+
+    /// For a polling reader: `copy` takes what fits of the bytes at the position and says
+    /// how many it took; only those are consumed, the rest stays for the next poll.
+    /// `Ready(Ok(0))` at the end; `Pending` with `task` registered to be woken.
+    #[cfg(any(feature = "futures-io", feature = "tokio"))]
+    pub(crate) fn poll_read(
+        &self,
+        state: &SessionState,
+        task: &Waker,
+        copy: impl FnOnce(&[u8]) -> usize,
+    ) -> Poll<Result<usize, FileError>> {
+        self.poll_take(state, task, |bytes| {
+            let n = copy(bytes);
+            (n, n)
+        })
+        .map_ok(|n| n.unwrap_or(0))
+    }
+
+    /// The polling step both take: `take` gets the bytes at the position and says how many
+    /// of them to consume, and what to return.
+    fn poll_take<T>(
+        &self,
+        state: &SessionState,
+        task: &Waker,
+        take: impl FnOnce(&Bytes) -> (usize, T),
+    ) -> Poll<Result<Option<T>, FileError>> {
         let _turn = match self.try_turn(task) {
             Ok(Some(turn)) => turn,
             Ok(None) => return Poll::Pending,
@@ -121,9 +149,10 @@ impl Remote {
                 match cursor.next(&env) {
                     Err(error) => return Poll::Ready(Err(error)),
                     Ok(Step::Bytes(bytes)) => {
-                        cursor.advance(&env, bytes.len());
+                        let (n, item) = take(&bytes);
+                        cursor.advance(&env, n);
                         inlet.clear_task();
-                        return Poll::Ready(Ok(Some(bytes)));
+                        return Poll::Ready(Ok(Some(item)));
                     }
                     Ok(Step::End) => return Poll::Ready(Ok(None)),
                     Ok(Step::Wait(want)) => want,
