@@ -171,10 +171,14 @@ fn a_planted_token_never_shows_in_anything_the_crate_produces() {
     assert!(events.iter().any(|e| matches!(e, FileEvent::Error(_))));
     shown.extend(events.iter().map(|e| format!("{e:?}")));
     let logged = capture.ours.lock().unwrap().clone();
-    assert!(
-        logged.iter().any(|l| l.contains("retry")),
-        "the crate logged its retries: {logged:?}"
-    );
+    // The bench's dev-dependency caps `log` at info in release builds (`cargo test
+    // --release` compiles the debug lines out); the CI's debug build keeps them.
+    if log::STATIC_MAX_LEVEL >= log::LevelFilter::Debug {
+        assert!(
+            logged.iter().any(|l| l.contains("retry")),
+            "the crate logged its retries: {logged:?}"
+        );
+    }
     shown.extend(logged);
 
     for text in &shown {
