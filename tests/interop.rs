@@ -1,6 +1,7 @@
 //! Interop with servers nobody here wrote, each started by its test on a free loopback
 //! port in a temp dir: nginx (Range, sendfile; also over https with a CA made at test time),
-//! Python's `http.server` (no Range), and squid as a forward proxy.
+//! Apache httpd, lighttpd, busybox httpd, node `http-server`, moto's S3 server (through
+//! presigned URLs), Python's `http.server` (no Range), and squid as a forward proxy.
 //!
 //! The https server gets the checks every server family should get: a sequential read
 //! (byte-exact, one request), 200 random seeks (every byte compared), a cache round trip
@@ -1032,9 +1033,9 @@ fn counted(
     let path = url.path().to_string();
     let before = log.map(|log| logged(server, log, &path, 0));
     let session = run();
-    let server_log = log.zip(before).map(|(log, before)| {
-        logged(server, log, &path, before + session as usize) - before
-    });
+    let server_log = log
+        .zip(before)
+        .map(|(log, before)| logged(server, log, &path, before + session as usize) - before);
     if let Some(n) = server_log {
         assert_eq!(
             n as u64, session,
@@ -1072,7 +1073,7 @@ fn family_checks(
         counted(server, log, &small, "small file", || {
             sequential(small.clone(), &files.small, options)
         }),
-        counted(server, log, &big, "cache round trip", || {
+        counted(server, log, &big, "cache round trip (reopen: 0)", || {
             let (first, second) = cache_round_trip(big.clone(), &files.big, options);
             first + second
         }),
@@ -1148,7 +1149,10 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 fn pin_empty_416(label: &str, server: &External, options: &FileSourceOptions) {
     let url = server.url("empty.mp3");
     let (status, headers) = raw_get(&url, "bytes=0-");
-    assert_eq!(status, 416, "{label}: bytes=0- on an empty file: {headers:?}");
+    assert_eq!(
+        status, 416,
+        "{label}: bytes=0- on an empty file: {headers:?}"
+    );
     assert_eq!(
         header(&headers, "content-range"),
         None,
@@ -1171,8 +1175,11 @@ const APACHE_LOG: RequestLog = RequestLog {
 /// Apache in one process (`-X`), event MPM, its own config: the web root, an access log
 /// of request lines, `.mp3` as `audio/mpeg`.
 fn start_apache(files: &[(&str, &[u8])]) -> Option<External> {
-    let Some(apache) = find(&["/usr/sbin/apache2", "/usr/sbin/httpd", "/usr/local/sbin/httpd"])
-    else {
+    let Some(apache) = find(&[
+        "/usr/sbin/apache2",
+        "/usr/sbin/httpd",
+        "/usr/local/sbin/httpd",
+    ]) else {
         return skip("apache2");
     };
     let modules = ["/usr/lib/apache2/modules", "/usr/lib64/httpd/modules"]
@@ -1189,7 +1196,7 @@ fn start_apache(files: &[(&str, &[u8])]) -> Option<External> {
          LoadModule mime_module {modules}/mod_mime.so\n\
          PidFile {d}/apache.pid\nDefaultRuntimeDir {d}\nMutex file:{d} default\n\
          ErrorLog {d}/error.log\nLogFormat \"%r %>s %b\" kithara\nCustomLog {d}/access.log kithara\n\
-         AddType audio/mpeg .mp3\nDocumentRoot {d}/www\n\
+         TypesConfig /dev/null\nAddType audio/mpeg .mp3\nUser #65534\nGroup #65534\nDocumentRoot {d}/www\n\
          <Directory {d}/www>\n  Require all granted\n</Directory>\n"
     );
     std::fs::write(dir.path().join("apache.conf"), conf).unwrap();
@@ -1267,8 +1274,8 @@ const BUSYBOX_LOG: RequestLog = RequestLog {
     line: |path| format!("url:{path}"),
 };
 
-/// busybox httpd in the foreground with an empty config (no `/etc/httpd.conf`), verbose:
-/// one `url:` line a request on stderr.
+/// busybox httpd in the foreground with an empty config (no `/etc/httpd.conf`); `-vv`
+/// logs a `url:` and a `response:` line a request on stderr (`-v` alone logs none).
 fn start_busybox(files: &[(&str, &[u8])]) -> Option<External> {
     let Some(busybox) = find(&["/usr/bin/busybox", "/bin/busybox", "/usr/local/bin/busybox"])
     else {
@@ -1279,7 +1286,14 @@ fn start_busybox(files: &[(&str, &[u8])]) -> Option<External> {
     let port = free_port();
     let mut command = Command::new(busybox);
     command
-        .args(["httpd", "-f", "-v", "-p", &format!("127.0.0.1:{port}"), "-h"])
+        .args([
+            "httpd",
+            "-f",
+            "-vv",
+            "-p",
+            &format!("127.0.0.1:{port}"),
+            "-h",
+        ])
         .arg(dir.path().join("www"))
         .arg("-c")
         .arg(dir.path().join("httpd.conf"));
@@ -1296,11 +1310,10 @@ fn busybox_httpd_reads_seeks_and_caches_its_text_html_206() {
     let small = server.url("small.mp3");
     let (status, headers) = raw_get(&small, "bytes=0-");
     assert_eq!(status, 206, "{headers:?}");
-    assert_eq!(
-        header(&headers, "content-range"),
-        Some("bytes 0-999/1000")
-    );
-    let label = header(&headers, "content-type").unwrap_or_default().to_string();
+    assert_eq!(header(&headers, "content-range"), Some("bytes 0-999/1000"));
+    let label = header(&headers, "content-type")
+        .unwrap_or_default()
+        .to_string();
     assert!(label.starts_with("text/html"), "{headers:?}");
     let (status, headers) = raw_get(&small, "none=0-");
     println!(
@@ -1310,7 +1323,11 @@ fn busybox_httpd_reads_seeks_and_caches_its_text_html_206() {
 
     // The session does not report the 206's label as the file's type.
     let session = FileSource::open(small, FileSourceOptions::new()).unwrap();
-    assert_eq!(session.content_type(), None, "text/html on a 206 is not trusted");
+    assert_eq!(
+        session.content_type(),
+        None,
+        "text/html on a 206 is not trusted"
+    );
     drop(session);
     // The cache round trip in the checks is the pin that a 206 labelled text/html is cached.
     family_checks(
@@ -1326,7 +1343,7 @@ fn busybox_httpd_reads_seeks_and_caches_its_text_html_206() {
 
 const NODE_LOG: RequestLog = RequestLog {
     file: "server.log",
-    line: |path| format!("\"GET {path}\""),
+    line: |path| format!("\"GET {path}\" \""),
 };
 
 /// node `http-server` (npm, installed by `.ci/run` into `.ci/node`): no cache headers,
@@ -1342,9 +1359,15 @@ fn start_node_http_server(files: &[(&str, &[u8])]) -> Option<External> {
     let dir = web_root(files);
     let port = free_port();
     let mut command = Command::new(http_server);
-    command
-        .arg(dir.path().join("www"))
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c-1", "-d", "false"]);
+    command.arg(dir.path().join("www")).args([
+        "-a",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-c-1",
+        "-d",
+        "false",
+    ]);
     Some(launch_logged(command, port, dir))
 }
 
@@ -1368,7 +1391,7 @@ fn node_http_server_reads_seeks_caches_and_opens_an_empty_file() {
 
 const MOTO_LOG: RequestLog = RequestLog {
     file: "server.log",
-    line: |path| format!("\"GET {path}?"),
+    line: |path| format!("GET {path}?"),
 };
 
 /// Uploads every file of the web root to a bucket with boto3 and prints one
