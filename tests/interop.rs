@@ -1337,6 +1337,25 @@ fn busybox_httpd_reads_seeks_and_caches_its_text_html_206() {
         &files,
         &FileSourceOptions::new(),
     );
+    // Every answer for the big file was such a 206 (the log pairs `url:` and `response:`
+    // lines by client address): the cached body came from them.
+    let log = std::fs::read_to_string(server.dir.path().join("server.log")).unwrap();
+    let mut urls = HashMap::new();
+    let mut big = 0;
+    for line in log.lines() {
+        let Some((client, what)) = line.rsplit_once(": ") else {
+            continue;
+        };
+        if let Some(url) = what.strip_prefix("url:") {
+            urls.insert(client.to_string(), url.to_string());
+        } else if let Some(status) = what.strip_prefix("response:") {
+            if urls.get(client).map(String::as_str) == Some("/big.mp3") {
+                assert_eq!(status, "206", "{client}: a whole-file answer");
+                big += 1;
+            }
+        }
+    }
+    assert!(big > 200, "{big} answers for the big file");
 }
 
 // ----- node http-server -----------------------------------------------------
