@@ -647,8 +647,17 @@ impl symphonia::core::io::MediaSource for Source {
 type Format = Box<dyn symphonia::core::formats::FormatReader>;
 type Decoder = Box<dyn symphonia::core::codecs::audio::AudioDecoder>;
 
-/// Probes `session` as audio: the format reader, its track id, sample rate and duration.
-fn probe(session: &FileSession, url: &Url) -> Result<Option<(Format, u32, u32, Option<f64>)>> {
+/// What probing found: the format reader and its audio track.
+struct Track {
+    format: Format,
+    id: u32,
+    rate: u32,
+    /// In seconds, when the container says.
+    duration: Option<f64>,
+}
+
+/// Probes `session` as audio; `None` (saying why) when symphonia cannot read it.
+fn probe(session: &FileSession, url: &Url) -> Result<Option<Track>> {
     use symphonia::core::formats::probe::Hint;
     use symphonia::core::formats::{FormatOptions, TrackType};
     use symphonia::core::io::MediaSourceStream;
@@ -679,7 +688,12 @@ fn probe(session: &FileSession, url: &Url) -> Result<Option<(Format, u32, u32, O
     let params = track.codec_params.as_ref().and_then(|p| p.audio());
     let rate = params.and_then(|p| p.sample_rate).ok_or("no sample rate")?;
     let duration = frames.map(|n| n as f64 / f64::from(rate));
-    Ok(Some((format, id, rate, duration)))
+    Ok(Some(Track {
+        format,
+        id,
+        rate,
+        duration,
+    }))
 }
 
 fn decoder(format: &Format, track_id: u32) -> Result<Decoder> {
@@ -715,7 +729,13 @@ fn audio(url: Url) -> Result<()> {
     use symphonia::core::units::Time;
 
     let session = FileSource::open(url.clone(), FileSourceOptions::new())?;
-    let Some((mut format, track_id, rate, duration)) = probe(&session, &url)? else {
+    let Some(Track {
+        mut format,
+        id: track_id,
+        rate,
+        duration,
+    }) = probe(&session, &url)?
+    else {
         return Ok(());
     };
     let mut decoder = decoder(&format, track_id)?;
