@@ -22,16 +22,68 @@ use std::io;
 /// let back = io_err.get_ref().and_then(|e| e.downcast_ref::<FileError>());
 /// assert!(matches!(back, Some(FileError::Stopped)));
 /// ```
+///
+/// What a player might do with each (the enum is `#[non_exhaustive]`: keep a catch-all):
+///
+/// ```
+/// use kithara_file::FileError;
+///
+/// fn what_to_tell_the_user(error: &FileError) -> &'static str {
+///     match error {
+///         FileError::InvalidUrl(_) | FileError::InvalidOptions(_) => "a bug in the app",
+///         FileError::HttpStatus { status: 401 | 403, .. } => "sign in again",
+///         FileError::HttpStatus { status: 404 | 410, .. } => "the track is gone",
+///         FileError::HttpStatus { .. } => "the server refused",
+///         FileError::Network(_) => "no connection: try again, or play a cached track",
+///         FileError::Protocol(_) | FileError::ResourceChanged(_) => "the server misbehaved",
+///         FileError::InvalidSeekPosition { .. } | FileError::SeekNotSupported => "cannot seek there",
+///         FileError::Cache(_) => "the cache folder is unusable",
+///         FileError::Stopped => "stopped",
+///         _ => "something went wrong",
+///     }
+/// }
+/// assert_eq!(what_to_tell_the_user(&FileError::Stopped), "stopped");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FileError {
     /// The URL cannot be streamed: not http or https, no host, or not parseable.
+    ///
+    /// ```
+    /// use kithara_file::{FileError, FileSource, FileSourceOptions};
+    /// let url = "file:///music/a.mp3".parse()?;
+    /// let error = FileSource::open(url, FileSourceOptions::new()).unwrap_err();
+    /// assert!(matches!(error, FileError::InvalidUrl(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
-    /// A [`FileSourceOptions`](crate::FileSourceOptions) value is out of range or malformed.
+    /// A [`FileSourceOptions`](crate::FileSourceOptions) value is out of range or malformed,
+    /// reported by `open` before any request.
+    ///
+    /// ```
+    /// use kithara_file::{FileError, FileSource, FileSourceOptions};
+    /// let options = FileSourceOptions::new().with_header("Range", "bytes=0-1"); // reserved
+    /// let error = FileSource::open("http://127.0.0.1:1/a".parse()?, options).unwrap_err();
+    /// assert!(matches!(error, FileError::InvalidOptions(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[error("invalid options: {0}")]
     InvalidOptions(String),
     /// A seek past the known end of the file. The position did not change.
+    ///
+    /// ```no_run
+    /// use kithara_file::{FileError, FileSource, FileSourceOptions};
+    /// let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// if let Some(len) = session.byte_len() {
+    ///     let past_the_end = i64::try_from(len)? + 1;
+    ///     assert!(matches!(
+    ///         session.seek_bytes(past_the_end),
+    ///         Err(FileError::InvalidSeekPosition { .. })
+    ///     ));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[error("cannot seek to byte {position}: the file has {size} bytes")]
     InvalidSeekPosition {
         /// The requested absolute position.
@@ -41,11 +93,35 @@ pub enum FileError {
     },
     /// The seek cannot be served: the server (or the options) do not allow Range requests
     /// and the target is not held, or the length needed for `SeekFrom::End` is unknown.
+    ///
+    /// ```no_run
+    /// use std::io::{Seek, SeekFrom};
+    /// use kithara_file::{FileError, FileSource, FileSourceOptions};
+    /// let options = FileSourceOptions::new().with_range_seek(false);
+    /// let mut session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, options)?;
+    /// session.seek(SeekFrom::Start(10 << 20))?; // forward: read and discarded
+    /// if let Err(e) = session.seek(SeekFrom::Start(0)) {
+    ///     // Backward past the bytes still held, without Range requests.
+    ///     let cause = e.get_ref().and_then(|e| e.downcast_ref::<FileError>());
+    ///     assert_eq!(cause, Some(&FileError::SeekNotSupported));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[error("seek not supported for this source")]
     SeekNotSupported,
     /// The server answered with a status that is not a success and not retryable, or a
     /// retryable one (`5xx`, `408`, `429`) until the retry budget ran out (then `status`
     /// is the last one), or with a `Retry-After` longer than the longest retry delay.
+    ///
+    /// ```no_run
+    /// use kithara_file::{FileError, FileSource, FileSourceOptions};
+    /// let url = "http://127.0.0.1:8000/missing.mp3".parse()?;
+    /// match FileSource::open(url, FileSourceOptions::new()) {
+    ///     Err(FileError::HttpStatus { status: 404, url }) => println!("not found: {url}"),
+    ///     other => println!("{other:?}"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[error("HTTP status {status} from {url}")]
     HttpStatus {
         /// The HTTP status code.
@@ -55,23 +131,76 @@ pub enum FileError {
     },
     /// The network failed (refused, reset, stalled past the read timeout, TLS) and
     /// retries, if any, did not recover.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use kithara_file::{FileError, FileSource, FileSourceOptions};
+    /// let options = FileSourceOptions::new().with_open_timeout(Duration::from_secs(1));
+    /// let url = "http://127.0.0.1:9/a.mp3".parse()?; // nothing listens there
+    /// assert!(matches!(FileSource::open(url, options), Err(FileError::Network(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[error("network failure: {0}")]
     Network(String),
     /// The server broke the HTTP contract: a malformed or misplaced `Content-Range`, a
     /// refused redirect, a response that cannot be parsed, a `Content-Encoding` applied
     /// although `identity` was asked for.
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// use kithara_file::{FileError, FileSource, FileSourceOptions};
+    /// let mut session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// if let Err(e) = session.read_to_end(&mut Vec::new()) {
+    ///     if let Some(FileError::Protocol(why)) = e.get_ref().and_then(|e| e.downcast_ref()) {
+    ///         eprintln!("broken server: {why}");
+    ///     }
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[error("protocol error: {0}")]
     Protocol(String),
     /// The resource changed on the server since the session opened it (validators or
     /// length differ). Bytes handed out so far are a prefix of the first version; nothing
     /// of the new version follows.
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// use kithara_file::{FileError, FileSource, FileSourceOptions};
+    /// let mut session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// let mut bytes = Vec::new();
+    /// if let Err(e) = session.read_to_end(&mut bytes) {
+    ///     if let Some(FileError::ResourceChanged(_)) = e.get_ref().and_then(|e| e.downcast_ref()) {
+    ///         // `bytes` is a prefix of the old version: open the file again for the new one.
+    ///     }
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[error("resource changed on the server: {0}")]
     ResourceChanged(String),
     /// The asset cache cannot be used (only [`AssetCache::open`](crate::AssetCache::open)
     /// reports this; later cache failures only disable caching for a session).
+    ///
+    /// ```
+    /// use kithara_file::{AssetCache, FileError};
+    /// # let dir = tempfile::tempdir()?;
+    /// let file = dir.path().join("not-a-directory");
+    /// std::fs::write(&file, b"")?;
+    /// assert!(matches!(AssetCache::open(&file), Err(FileError::Cache(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[error("cache unusable: {0}")]
     Cache(String),
     /// The session was stopped with [`FileSession::stop`](crate::FileSession::stop).
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// use kithara_file::{FileError, FileSource, FileSourceOptions};
+    /// let mut session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// session.stop();
+    /// let e = session.read(&mut [0u8; 16]).unwrap_err();
+    /// assert_eq!(e.get_ref().and_then(|e| e.downcast_ref()), Some(&FileError::Stopped));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[error("the session was stopped")]
     Stopped,
 }
@@ -81,6 +210,15 @@ impl FileError {
     ///
     /// Never `Interrupted` (callers retry those in a loop) and never `UnexpectedEof`
     /// (decoders take that as the end of the track).
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// use kithara_file::FileError;
+    /// let gone = FileError::HttpStatus { status: 404, url: "https://cdn.example/a.mp3".into() };
+    /// assert_eq!(gone.io_kind(), ErrorKind::NotFound);
+    /// assert_eq!(FileError::Network("reset".into()).io_kind(), ErrorKind::ConnectionAborted);
+    /// assert_eq!(std::io::Error::from(gone).kind(), ErrorKind::NotFound);
+    /// ```
     #[must_use]
     pub fn io_kind(&self) -> io::ErrorKind {
         match self {

@@ -8,7 +8,26 @@ use std::time::Duration;
 
 use crate::FileError;
 
-/// Where a session's download stands.
+/// Where a session's download stands: [`Progress::state`], from
+/// [`FileSession::progress`](crate::FileSession::progress) or
+/// [`Prefetch::progress`](crate::Prefetch::progress).
+///
+/// ```
+/// use kithara_file::DownloadState;
+///
+/// fn label(state: DownloadState) -> &'static str {
+///     match state {
+///         DownloadState::Connecting => "connecting…",
+///         DownloadState::Buffering => "buffering…",
+///         DownloadState::Streaming => "",
+///         DownloadState::Complete => "downloaded",
+///         DownloadState::Retrying => "reconnecting…",
+///         DownloadState::Failed => "failed",
+///         _ => "", // non_exhaustive
+///     }
+/// }
+/// assert_eq!(label(DownloadState::Buffering), "buffering…");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DownloadState {
@@ -26,7 +45,22 @@ pub enum DownloadState {
     Failed,
 }
 
-/// A snapshot of a session, for a progress bar.
+/// A snapshot of a session, for a progress bar: from
+/// [`FileSession::progress`](crate::FileSession::progress) or
+/// [`Prefetch::progress`](crate::Prefetch::progress).
+///
+/// ```
+/// use kithara_file::{DownloadState, Progress};
+///
+/// fn bar(p: &Progress) -> String {
+///     match p.total {
+///         Some(total) if total > 0 => format!("{:3}%", p.downloaded * 100 / total),
+///         _ => format!("{} KiB", p.downloaded / 1024),
+///     }
+/// }
+/// let p = Progress { downloaded: 512, total: Some(2048), position: 0, state: DownloadState::Streaming };
+/// assert_eq!(bar(&p), " 25%");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     /// Body bytes received from the network so far (a cache hit downloads nothing).
@@ -41,6 +75,31 @@ pub struct Progress {
 
 /// Something that happened to a session, delivered to the callback given to
 /// [`FileSourceOptions::with_events`](crate::FileSourceOptions::with_events).
+///
+/// The callback runs on the driver thread: forward events to the UI rather than doing work
+/// in it.
+///
+/// ```no_run
+/// use std::sync::mpsc;
+/// use kithara_file::{FileEvent, FileSource, FileSourceOptions};
+///
+/// let (tx, events) = mpsc::channel();
+/// let options = FileSourceOptions::new().with_events(move |event| {
+///     let _ = tx.send(event);
+/// });
+/// let _session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, options)?;
+/// for event in events {
+///     match event {
+///         FileEvent::Opened { length, from_cache, .. } => println!("{length:?} bytes, cached: {from_cache}"),
+///         FileEvent::Retrying { attempt, delay, cause } => println!("retry {attempt} in {delay:?}: {cause}"),
+///         FileEvent::CacheDisabled { reason } => println!("not caching: {reason}"),
+///         FileEvent::Complete => break,
+///         FileEvent::Error(e) => return Err(e.into()),
+///         _ => {}
+///     }
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FileEvent {

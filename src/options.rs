@@ -144,6 +144,12 @@ impl Default for FileSourceOptions {
 
 impl FileSourceOptions {
     /// Options with every default.
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// let options = FileSourceOptions::new(); // the same as FileSourceOptions::default()
+    /// # drop(options);
+    /// ```
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -155,6 +161,13 @@ impl FileSourceOptions {
     /// discards up to the target, a backward seek is served only from bytes the session
     /// still holds (else [`FileError::SeekNotSupported`]), and
     /// [`FileSession::is_seekable`](crate::FileSession::is_seekable) is `false`.
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// // A server known to mishandle Range: read straight through, never seek by Range.
+    /// let options = FileSourceOptions::new().with_range_seek(false);
+    /// # drop(options);
+    /// ```
     #[must_use]
     pub fn with_range_seek(mut self, enabled: bool) -> Self {
         self.range_seek = enabled;
@@ -165,6 +178,13 @@ impl FileSourceOptions {
     ///
     /// This bounds the memory a session holds, whatever the file size: the look-ahead
     /// plus a 256 KiB window of recently read bytes for short backward seeks.
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// // A small-memory device: hold at most 1 MiB ahead of the decoder.
+    /// let options = FileSourceOptions::new().with_look_ahead(1024 * 1024);
+    /// # drop(options);
+    /// ```
     #[must_use]
     pub fn with_look_ahead(mut self, bytes: u64) -> Self {
         self.look_ahead = bytes;
@@ -187,6 +207,14 @@ impl FileSourceOptions {
     /// `Transfer-Encoding`, `Connection` and the other hop-by-hop headers) are refused:
     /// [`FileSource::open`](crate::FileSource::open) returns
     /// [`FileError::InvalidOptions`].
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// let options = FileSourceOptions::new()
+    ///     .with_header("Accept", "audio/*")
+    ///     .with_header("Authorization", "Bearer secret-token");
+    /// assert!(!format!("{options:?}").contains("secret-token"));
+    /// ```
     #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push(Header {
@@ -218,6 +246,12 @@ impl FileSourceOptions {
     }
 
     /// The `User-Agent` header. Default: `kithara-file/<version>`.
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// let options = FileSourceOptions::new().with_user_agent("my-player/2.1");
+    /// assert!(format!("{options:?}").contains("my-player/2.1"));
+    /// ```
     #[must_use]
     pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Self {
         self.user_agent = user_agent.into();
@@ -225,6 +259,13 @@ impl FileSourceOptions {
     }
 
     /// Longest wait for a TCP (and TLS) connection. Default: 10 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kithara_file::FileSourceOptions;
+    /// let options = FileSourceOptions::new().with_connect_timeout(Duration::from_secs(3));
+    /// # drop(options);
+    /// ```
     #[must_use]
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -233,6 +274,14 @@ impl FileSourceOptions {
 
     /// Longest silence on an open response (headers or body) before it counts as a
     /// stall, is aborted and resumed. Default: 10 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kithara_file::FileSourceOptions;
+    /// // A mobile link: give a stalled response 30 s before it is aborted and resumed.
+    /// let options = FileSourceOptions::new().with_read_timeout(Duration::from_secs(30));
+    /// # drop(options);
+    /// ```
     #[must_use]
     pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = timeout;
@@ -245,6 +294,14 @@ impl FileSourceOptions {
     ///
     /// Later requests (seeks, resumes) are bounded by the connect and read timeouts and
     /// the retry budget instead.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kithara_file::FileSourceOptions;
+    /// // Fail fast in a UI: open within 2 s or report the error.
+    /// let options = FileSourceOptions::new().with_open_timeout(Duration::from_secs(2));
+    /// # drop(options);
+    /// ```
     #[must_use]
     pub fn with_open_timeout(mut self, timeout: Duration) -> Self {
         self.open_timeout = timeout;
@@ -254,6 +311,13 @@ impl FileSourceOptions {
     /// How many times in a row a transient failure is retried before the reader gets
     /// [`FileError::Network`]. The count resets whenever a retry delivers bytes.
     /// Default: 5.
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// // Never retry: the first failure is the reader's error.
+    /// let options = FileSourceOptions::new().with_max_retries(0);
+    /// # drop(options);
+    /// ```
     #[must_use]
     pub fn with_max_retries(mut self, retries: u32) -> Self {
         self.max_retries = retries;
@@ -262,6 +326,14 @@ impl FileSourceOptions {
 
     /// Exponential backoff between retries: `base` doubling up to `max`, with jitter.
     /// A `Retry-After` from the server is honoured up to `max`. Default: 100 ms to 5 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kithara_file::FileSourceOptions;
+    /// let options = FileSourceOptions::new()
+    ///     .with_retry_delay(Duration::from_millis(250), Duration::from_secs(30));
+    /// # drop(options);
+    /// ```
     #[must_use]
     pub fn with_retry_delay(mut self, base: Duration, max: Duration) -> Self {
         self.retry_base_delay = base;
@@ -270,6 +342,12 @@ impl FileSourceOptions {
     }
 
     /// How many redirects a request may follow. Default: 10.
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// let no_redirects = FileSourceOptions::new().with_max_redirects(0);
+    /// # drop(no_redirects);
+    /// ```
     #[must_use]
     pub fn with_max_redirects(mut self, redirects: u32) -> Self {
         self.max_redirects = redirects;
@@ -278,6 +356,14 @@ impl FileSourceOptions {
 
     /// The key the asset cache files this URL under, instead of the normalized URL.
     /// Use it for signed URLs whose query changes on every request. Default: none.
+    ///
+    /// ```
+    /// use kithara_file::{AssetId, FileSourceOptions};
+    /// // Signed URLs change their query on every request; the track id does not.
+    /// let options = FileSourceOptions::new().with_cache_key("track-4711");
+    /// let id = AssetId::from_key("track-4711"); // what `AssetCache::is_cached` takes
+    /// # drop((options, id));
+    /// ```
     #[must_use]
     pub fn with_cache_key(mut self, key: impl Into<String>) -> Self {
         self.cache_key = Some(key.into());
@@ -332,6 +418,14 @@ impl FileSourceOptions {
     /// `http_proxy` that parses as a proxy URL, used for every origin whatever its scheme,
     /// with hosts matching `NO_PROXY`/`no_proxy` (`localhost`, `.example.com`,
     /// `*.internal`, `*`) connected directly. No variable set: no proxy.
+    ///
+    /// ```
+    /// use kithara_file::{FileSourceOptions, Url};
+    /// let proxy: Url = "http://user:password@proxy.internal:3128".parse()?;
+    /// let options = FileSourceOptions::new().with_proxy(proxy);
+    /// assert!(!format!("{options:?}").contains("password"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn with_proxy(mut self, proxy: Url) -> Self {
         self.proxy = Some(proxy);

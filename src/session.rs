@@ -33,7 +33,21 @@ use crate::{FileError, FileSourceOptions};
 pub use async_read::AsyncFileReader;
 pub use stream::FileStream;
 
-/// Opens remote files as [`FileSession`]s.
+/// Opens remote files as [`FileSession`]s: [`open`](FileSource::open) streams from the
+/// network, [`open_with_cache`](FileSource::open_with_cache) through an [`AssetCache`].
+///
+/// ```no_run
+/// use kithara_file::{AssetCache, FileSource, FileSourceOptions};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let url: kithara_file::Url = "https://cdn.example/track.mp3".parse()?;
+/// let direct = FileSource::open(url.clone(), FileSourceOptions::new())?;
+/// let cache = AssetCache::open("/var/cache/my-player")?;
+/// let cached = FileSource::open_with_cache(url, FileSourceOptions::new(), &cache)?;
+/// # drop((direct, cached));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FileSource;
 
@@ -45,6 +59,20 @@ impl FileSource {
     /// read. When the time left allows a whole read timeout, it also waits for the first
     /// bytes here: the first `read` then costs no thread handoff. Transient failures of that first request are retried like any other, within
     /// [`FileSourceOptions::with_open_timeout`] for the whole call.
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::io::Read;
+    /// let url = "http://127.0.0.1:8000/track.flac".parse()?;
+    /// let options = FileSourceOptions::new().with_read_timeout(std::time::Duration::from_secs(5));
+    /// let mut session = FileSource::open(url, options)?;
+    /// println!("{:?} bytes, {:?}", session.byte_len(), session.content_type());
+    /// let mut head = [0u8; 4];
+    /// session.read_exact(&mut head)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -74,6 +102,18 @@ impl FileSource {
     /// # Errors
     ///
     /// As [`FileSource::open`]; never a cache error.
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use kithara_file::AssetCache;
+    /// let cache = AssetCache::open("/var/cache/my-player")?;
+    /// let url = "https://cdn.example/track.mp3".parse()?;
+    /// let session = FileSource::open_with_cache(url, FileSourceOptions::new(), &cache)?;
+    /// println!("served from disk: {}", session.is_cached());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open_with_cache(
         url: Url,
         options: FileSourceOptions,
@@ -199,22 +239,70 @@ impl Drop for Inner {
 impl FileSession {
     /// The stable id of this session's asset, derived from the URL (or the
     /// [`with_cache_key`](FileSourceOptions::with_cache_key) key).
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use kithara_file::{AssetId, Url};
+    /// let url: Url = "http://127.0.0.1:8000/a.mp3".parse()?;
+    /// let session = FileSource::open(url.clone(), FileSourceOptions::new())?;
+    /// assert_eq!(session.asset_id(), &AssetId::from_url(&url));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn asset_id(&self) -> &AssetId {
         &self.inner.asset_id
     }
 
     /// The length of the file, when the server told it (or the download reached the end).
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// match session.byte_len() {
+    ///     Some(len) => println!("{len} bytes"),
+    ///     None => println!("length unknown (a live stream?)"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn byte_len(&self) -> Option<u64> {
         self.inner.state.status.size()
     }
 
     /// The position of the next byte `read` returns.
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// use std::io::Read;
+    /// let mut reader = session.clone();
+    /// reader.read_exact(&mut [0u8; 100])?;
+    /// assert_eq!(session.position(), 100); // clones share one cursor
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn position(&self) -> u64 {
         self.inner.state.status.position()
     }
 
     /// Whether any position can be reached by seeking: true only when the server honours
     /// Range requests, the options allow them, and the length is known.
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// use std::io::{Seek, SeekFrom};
+    /// let mut session = session;
+    /// if session.is_seekable() {
+    ///     session.seek(SeekFrom::End(-128))?; // e.g. an ID3v1 tag
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_seekable(&self) -> bool {
         self.inner.state.status.ranges() && self.byte_len().is_some()
     }
@@ -226,6 +314,16 @@ impl FileSession {
     /// labels every 206 so, while a plain GET of the same file says `audio/mpeg`): then
     /// the type is `None`. A `200` labelled `text/html` is reported as it is (and never
     /// cached: it may be a captive portal's login page).
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// let audio = session.content_type().is_some_and(|t| t.starts_with("audio/"));
+    /// println!("audio: {audio}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn content_type(&self) -> Option<String> {
         self.inner.content_type.clone()
     }
@@ -243,6 +341,16 @@ impl FileSession {
     /// - [`FileError::SeekNotSupported`] for a backward seek outside the held bytes when
     ///   Range requests are off or unsupported by the server;
     /// - [`FileError::Stopped`] after [`stop`](FileSession::stop).
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// assert_eq!(session.seek_bytes(4096)?, 4096);
+    /// assert_eq!(session.seek_bytes(-1)?, 0); // clamps to the start
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn seek_bytes(&self, position: i64) -> Result<u64, FileError> {
         let size = self.byte_len();
         self.move_cursor(|_| resolve_seek_bytes(position, size).map_err(SeekTargetError::File))
@@ -257,12 +365,43 @@ impl FileSession {
     /// [`FileError::Stopped`], later reads and seeks fail the same way, a stream yields
     /// one `Err(Stopped)` and ends, and the request in flight is cancelled. The driver
     /// thread is joined when the last handle is dropped. Never blocks.
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// use std::io::Read;
+    /// let mut reader = session.clone();
+    /// let decoder = std::thread::spawn(move || reader.read_to_end(&mut Vec::new()));
+    /// session.stop(); // the user pressed stop: the blocked read returns at once
+    /// assert!(decoder.join().unwrap().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stop(&self) {
         self.inner.stop();
     }
 
-    /// An async [`Stream`](futures_core::Stream) of the bytes from the current position,
-    /// sharing this session's cursor and channel.
+    /// An async [`Stream`] of the bytes from the current position,
+    /// sharing this session's cursor and channel: see [`FileStream`].
+    ///
+    /// [`Stream`]: https://docs.rs/futures-core/0.3/futures_core/stream/trait.Stream.html
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// use futures::StreamExt;
+    /// let mut stream = session.stream();
+    /// futures::executor::block_on(async {
+    ///     while let Some(chunk) = stream.next().await {
+    ///         println!("{} bytes", chunk?.len());
+    ///     }
+    ///     Ok::<_, kithara_file::FileError>(())
+    /// })?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stream(&self) -> FileStream {
         FileStream::new(Arc::clone(&self.inner))
     }
@@ -270,6 +409,17 @@ impl FileSession {
     /// The byte ranges available without the network: the cache's bytes, what the
     /// session holds in memory, and what the driver has downloaded ahead. Sorted and
     /// merged, for a player's seek bar.
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// for range in session.buffered_ranges() {
+    ///     println!("held: bytes {}..{}", range.start, range.end);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn buffered_ranges(&self) -> Vec<Range<u64>> {
         match &self.inner.source {
             Source::Cached(cached) => std::iter::once(0..cached.len()).collect(),
@@ -280,6 +430,20 @@ impl FileSession {
     /// Whether the complete body of this asset is in the cache: served from it, or
     /// committed since (by this session, another session, or another process).
     /// Always `false` for a session opened without a cache.
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use kithara_file::AssetCache;
+    /// let cache = AssetCache::open("/var/cache/my-player")?;
+    /// let url = "https://cdn.example/track.mp3".parse()?;
+    /// let session = FileSource::open_with_cache(url, FileSourceOptions::new(), &cache)?;
+    /// if session.is_cached() {
+    ///     println!("plays offline");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_cached(&self) -> bool {
         // A writer's own commit is what counts (a body already there may be the version it
         // replaces); a reader counts whoever committed.
@@ -294,6 +458,19 @@ impl FileSession {
 
     /// A snapshot for a progress bar: bytes downloaded, the length if known, the read
     /// position, and what the session is doing.
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// let progress = session.progress();
+    /// if let Some(total) = progress.total {
+    ///     println!("{:.0}% downloaded", 100.0 * progress.downloaded as f64 / total.max(1) as f64);
+    /// }
+    /// println!("{:?}", progress.state);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn progress(&self) -> Progress {
         let status = &self.inner.state.status;
         let mut state = status.state();
@@ -310,16 +487,46 @@ impl FileSession {
     }
 
     /// How many times the driver backed off and retried after a transient failure.
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// println!("{} retries so far", session.retry_count());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn retry_count(&self) -> u64 {
         self.inner.state.status.retries()
     }
 
     /// How many HTTP requests the session has sent (retries and redirects included).
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// use std::io::Read;
+    /// let mut session = session;
+    /// session.read_to_end(&mut Vec::new())?;
+    /// println!("{} request(s) for the whole file", session.request_count());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn request_count(&self) -> u64 {
         self.inner.state.status.requests()
     }
 
     /// Body bytes received from the network (including bytes skipped or discarded).
+    ///
+    /// ```no_run
+    /// # use kithara_file::{FileSource, FileSourceOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let session = FileSource::open("http://127.0.0.1:8000/a.mp3".parse()?, FileSourceOptions::new())?;
+    /// println!("{} bytes from the network", session.bytes_fetched());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn bytes_fetched(&self) -> u64 {
         self.inner.state.status.bytes_fetched()
     }

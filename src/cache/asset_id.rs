@@ -8,12 +8,31 @@ use sha2::{Digest, Sha256};
 /// its key.
 ///
 /// The same key gives the same id on every run, platform and compiler, so the id names the
-/// asset's directory in the cache. Being hex, it can never escape the cache root.
+/// asset's directory in the cache. Being hex, it can never escape the cache root. A
+/// session's id is [`FileSession::asset_id`](crate::FileSession::asset_id); an app makes
+/// the same id with [`AssetId::from_url`] or [`AssetId::from_key`] to ask the
+/// [`AssetCache`](crate::AssetCache) about an asset. `Display` prints the hex.
+///
+/// ```
+/// use kithara_file::{AssetId, Url};
+///
+/// let url: Url = "https://cdn.example/track.mp3".parse()?;
+/// let id = AssetId::from_url(&url);
+/// assert_eq!(id.to_string(), id.as_str());
+/// assert_ne!(id, AssetId::from_key("track.mp3"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AssetId(String);
 
 impl AssetId {
     /// The 64 lowercase hex characters of the id.
+    ///
+    /// ```
+    /// use kithara_file::AssetId;
+    /// let id = AssetId::from_key("track-4711");
+    /// assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+    /// ```
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0

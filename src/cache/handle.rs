@@ -21,6 +21,26 @@ use super::{
 /// Cheap to clone (an `Arc` inside), `Send` and `Sync`. Clones share the in-process lease
 /// registry; several caches opened on the same root (in this process or in others) stay
 /// correct through file locks, so eviction never removes an asset someone has leased.
+///
+/// Sessions use it through [`FileSource::open_with_cache`](crate::FileSource::open_with_cache)
+/// (which takes an `AssetCache` or a `&AssetCache`); [`AssetCache::prefetch`] fills it in
+/// the background; [`entries`](AssetCache::entries), [`is_cached`](AssetCache::is_cached),
+/// [`used_bytes`](AssetCache::used_bytes) and [`remove`](AssetCache::remove) manage it.
+///
+/// ```
+/// use kithara_file::AssetCache;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let root = dir.path().join("my-player");
+/// // e.g. dirs::cache_dir().join("my-player")
+/// let cache = AssetCache::open(&root)?.with_max_bytes(1 << 30);
+/// let for_the_ui = cache.clone(); // cheap: the same cache
+/// assert_eq!(for_the_ui.root(), cache.root());
+/// assert!(cache.entries().is_empty());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct AssetCache {
     shared: Arc<Shared>,
@@ -46,6 +66,19 @@ impl AssetCache {
     ///
     /// [`FileError::Cache`] if the root cannot be created, is not a directory, or a file
     /// cannot be created and removed inside it.
+    ///
+    /// ```
+    /// use kithara_file::{AssetCache, FileError};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let cache = AssetCache::open(dir.path().join("cache"))?; // created if missing
+    /// # drop(cache);
+    /// let not_a_dir = dir.path().join("file");
+    /// std::fs::write(&not_a_dir, b"x")?;
+    /// assert!(matches!(AssetCache::open(&not_a_dir), Err(FileError::Cache(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(root: impl AsRef<Path>) -> Result<AssetCache, FileError> {
         let root = root.as_ref().to_path_buf();
         fs::create_dir_all(&root)
@@ -86,6 +119,17 @@ impl AssetCache {
     /// until it fits. Leased assets, in this process or another, are never removed, so the
     /// total can stay above the limit while they are in use. Eviction is best effort: an
     /// asset that cannot be removed is skipped silently. Other clones keep their own limit.
+    ///
+    /// ```
+    /// use kithara_file::AssetCache;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// // At most 2 GiB on disk, least recently used assets evicted first.
+    /// let cache = AssetCache::open(dir.path())?.with_max_bytes(2 << 30);
+    /// assert!(cache.used_bytes() <= 2 << 30);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn with_max_bytes(mut self, max_bytes: u64) -> AssetCache {
         self.max_bytes = Some(max_bytes);
@@ -99,12 +143,33 @@ impl AssetCache {
     }
 
     /// The root directory of the cache, as given to [`AssetCache::open`].
+    ///
+    /// ```
+    /// use kithara_file::{AssetCache, AssetId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let cache = AssetCache::open(dir.path())?;
+    /// assert_eq!(cache.root(), dir.path());
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn root(&self) -> &Path {
         &self.shared.root
     }
 
     /// The directory holding everything of one asset: `<root>/<id>`.
+    ///
+    /// ```
+    /// use kithara_file::{AssetCache, AssetId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let cache = AssetCache::open(dir.path())?;
+    /// let id = AssetId::from_key("track-4711");
+    /// assert_eq!(cache.asset_dir(&id), dir.path().join(id.as_str()));
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn asset_dir(&self, id: &AssetId) -> PathBuf {
         self.shared.root.join(id.as_str())
@@ -114,6 +179,22 @@ impl AssetCache {
     ///
     /// A file at this path is always a complete download, byte for byte; it never exists
     /// half-written.
+    ///
+    /// ```
+    /// use kithara_file::{AssetCache, AssetId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let cache = AssetCache::open(dir.path())?;
+    /// let id = AssetId::from_key("track-4711");
+    /// let body = cache.body_path(&id);
+    /// // Hand a complete download to a tool that wants a path.
+    /// if body.exists() {
+    ///     println!("complete file at {}", body.display());
+    /// }
+    /// # assert!(!body.exists());
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn body_path(&self, id: &AssetId) -> PathBuf {
         self.asset_dir(id).join(FILE_DIR).join(BODY)
@@ -142,6 +223,17 @@ impl AssetCache {
 
     /// Bytes of all files under the root (complete bodies, partial downloads and the small
     /// bookkeeping files). Files that vanish during the walk are not counted.
+    ///
+    /// ```
+    /// use kithara_file::{AssetCache, AssetId};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let cache = AssetCache::open(dir.path())?;
+    /// assert_eq!(cache.total_bytes(), 0);
+    /// # let _ = AssetId::from_key("x");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn total_bytes(&self) -> u64 {
         tree_size(&self.shared.root)

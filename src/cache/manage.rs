@@ -24,11 +24,12 @@ use super::{
 
 /// One asset in the cache, as [`AssetCache::entries`] lists it.
 ///
-/// ```no_run
+/// ```
 /// use kithara_file::{AssetCache, CacheEntry};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let cache = AssetCache::open("/tmp/kithara-cache")?;
+/// # let dir = tempfile::tempdir()?;
+/// let cache = AssetCache::open(dir.path())?;
 /// for CacheEntry { id, len, complete, last_used } in cache.entries() {
 ///     let state = if complete { "complete" } else { "partial" };
 ///     println!("{id}: {len} bytes, {state}, last used {last_used:?}");
@@ -97,15 +98,17 @@ impl AssetCache {
     /// by other processes sharing the root. Once the asset is removed, a new session caches
     /// it afresh.
     ///
-    /// ```no_run
+    /// ```
     /// use kithara_file::{AssetCache, AssetId};
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let cache = AssetCache::open("/tmp/kithara-cache")?;
+    /// # let dir = tempfile::tempdir()?;
+    /// let cache = AssetCache::open(dir.path())?;
     /// let id = AssetId::from_key("album-7/track-3");
     /// if cache.remove(&id)? {
     ///     assert!(!cache.is_cached(&id));
     /// }
+    /// assert!(!cache.remove(&id)?); // nothing left to remove
     /// # Ok(())
     /// # }
     /// ```
@@ -152,11 +155,12 @@ impl AssetCache {
     /// for their last session. It is the measure [`AssetCache::with_max_bytes`] limits.
     /// Files that vanish during the walk are not counted.
     ///
-    /// ```no_run
+    /// ```
     /// use kithara_file::AssetCache;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let cache = AssetCache::open("/tmp/kithara-cache")?;
+    /// # let dir = tempfile::tempdir()?;
+    /// let cache = AssetCache::open(dir.path())?;
     /// println!("the cache takes {:.1} MiB", cache.used_bytes() as f64 / 1048576.0);
     /// # Ok(())
     /// # }
@@ -172,11 +176,12 @@ impl AssetCache {
     /// A snapshot: sessions in this or other processes may change the cache meanwhile.
     /// Never creates, touches or leases anything.
     ///
-    /// ```no_run
+    /// ```
     /// use kithara_file::AssetCache;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let cache = AssetCache::open("/tmp/kithara-cache")?;
+    /// # let dir = tempfile::tempdir()?;
+    /// let cache = AssetCache::open(dir.path())?;
     /// let partial: u64 = cache.entries().iter().filter(|e| !e.complete).map(|e| e.len).sum();
     /// println!("{partial} bytes of files not downloaded completely");
     /// # Ok(())

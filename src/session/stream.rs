@@ -1,5 +1,7 @@
-//! The bytes of a session as a [`futures_core::Stream`]: the same cursor and driver as
+//! The bytes of a session as a [`Stream`]: the same cursor and driver as
 //! `Read`, polled without ever blocking.
+//!
+//! [`Stream`]: https://docs.rs/futures-core/0.3/futures_core/stream/trait.Stream.html
 
 use std::fmt;
 use std::pin::Pin;
@@ -11,7 +13,7 @@ use bytes::Bytes;
 use super::{Inner, Source};
 use crate::FileError;
 
-/// The bytes of a [`FileSession`](crate::FileSession) as a [`futures_core::Stream`], from
+/// The bytes of a [`FileSession`](crate::FileSession) as a [`Stream`], from
 /// the session's position on. It shares the session's cursor: each item advances it.
 ///
 /// Items are `Ok(bytes)` until the end of the file, then the stream ends (`None`). A
@@ -24,6 +26,31 @@ use crate::FileError;
 /// arrive, and `poll_next` never blocks (not even behind a blocking `read` of another
 /// thread). A session wakes one task: poll one stream of a session at a time (several
 /// streams polled by different tasks would share the cursor anyway).
+///
+/// It also implements [`FusedStream`]. [`Bytes`](crate::Bytes) items are the driver's
+/// chunks, handed out without copying.
+///
+/// ```no_run
+/// use futures::StreamExt;
+/// use kithara_file::{FileError, FileSource, FileSourceOptions};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let session = FileSource::open("http://127.0.0.1:8000/a.bin".parse()?, FileSourceOptions::new())?;
+/// let mut stream = session.stream();
+/// let bytes = futures::executor::block_on(async {
+///     let mut bytes = 0;
+///     while let Some(chunk) = stream.next().await {
+///         bytes += chunk?.len();
+///     }
+///     Ok::<_, FileError>(bytes)
+/// })?;
+/// assert_eq!(Some(bytes as u64), session.byte_len());
+/// # Ok(())
+/// # }
+/// ```
+///
+/// [`Stream`]: https://docs.rs/futures-core/0.3/futures_core/stream/trait.Stream.html
+/// [`FusedStream`]: https://docs.rs/futures-core/0.3/futures_core/stream/trait.FusedStream.html
 pub struct FileStream {
     inner: Arc<Inner>,
     finished: bool,
