@@ -78,6 +78,8 @@ impl Header {
 pub struct FileSourceOptions {
     pub(crate) range_seek: bool,
     pub(crate) look_ahead: u64,
+    /// `with_metered_link`: without a cache, requests end within the look-ahead.
+    pub(crate) look_ahead_capped: bool,
     pub(crate) headers: Vec<Header>,
     pub(crate) user_agent: String,
     pub(crate) connect_timeout: Duration,
@@ -121,6 +123,7 @@ impl Default for FileSourceOptions {
         FileSourceOptions {
             range_seek: true,
             look_ahead: DEFAULT_LOOK_AHEAD,
+            look_ahead_capped: false,
             headers: Vec::new(),
             user_agent: concat!("kithara-file/", env!("CARGO_PKG_VERSION")).to_string(),
             connect_timeout: Duration::from_secs(10),
@@ -179,6 +182,13 @@ impl FileSourceOptions {
     /// This bounds the memory a session holds, whatever the file size: the look-ahead
     /// plus a 256 KiB window of recently read bytes for short backward seeks.
     ///
+    /// The driver never receives more than this ahead of the reader
+    /// ([`FileSession::bytes_fetched`](crate::FileSession::bytes_fetched) minus the
+    /// position stays within it). Whole-file playback stays one open-ended request,
+    /// paced by the reader, so the kernel's socket buffers may hold a few MB the server
+    /// already sent; [`with_metered_link`](Self::with_metered_link) bounds the requests
+    /// themselves.
+    ///
     /// ```
     /// use kithara_file::FileSourceOptions;
     /// // A small-memory device: hold at most 1 MiB ahead of the decoder.
@@ -188,6 +198,32 @@ impl FileSourceOptions {
     #[must_use]
     pub fn with_look_ahead(mut self, bytes: u64) -> Self {
         self.look_ahead = bytes;
+        self
+    }
+
+    /// Treats the link as metered: a session without a cache asks only for what the
+    /// look-ahead allows. Default: false.
+    ///
+    /// Every request, the first too, is bounded (`Range: bytes=P-Q`) and ends at most a
+    /// look-ahead past the reader's position, so a reader that stops after 1 MiB costs
+    /// at most 1 MiB + the look-ahead of traffic, whatever the socket buffers would have
+    /// taken in (measured, a reader stopping after 1 MiB of a 64 MiB file with a 256 KiB
+    /// look-ahead: 1.2 MiB served, against 5.5 MB with one open-ended request). A sequential read is then a request
+    /// per half look-ahead, on one kept-alive connection. A session that writes a cache
+    /// keeps open-ended requests (nothing it downloads is wasted), and a server that
+    /// ignores Range requests sends the whole file whatever is asked.
+    ///
+    /// ```
+    /// use kithara_file::FileSourceOptions;
+    /// // A phone on mobile data: never more than 1 MiB in flight past the decoder.
+    /// let options = FileSourceOptions::new()
+    ///     .with_look_ahead(1024 * 1024)
+    ///     .with_metered_link(true);
+    /// # drop(options);
+    /// ```
+    #[must_use]
+    pub fn with_metered_link(mut self, metered: bool) -> Self {
+        self.look_ahead_capped = metered;
         self
     }
 

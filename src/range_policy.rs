@@ -635,9 +635,10 @@ pub(crate) fn validators_of(head: &ResponseHead, size: Option<u64>) -> Validator
 /// `Accept-Ranges: bytes` (Python's `http.server`). A `200` to `bytes=0-` with
 /// `Accept-Ranges: bytes` is a valid whole-file answer (httpbin) and proves nothing.
 pub(crate) fn refuses_ranges(requested: Requested, head: &ResponseHead) -> bool {
-    requested.ranged
-        && head.status == 200
-        && (requested.start > 0 || requested.end.is_some() || !head.advertises_byte_ranges())
+    // A 200 for a range from byte 0 that covers the whole body is the bytes asked for.
+    let covers_whole = |end: u64| head.content_length.is_some_and(|len| len <= end);
+    let asked_part = requested.start > 0 || requested.end.is_some_and(|end| !covers_whole(end));
+    requested.ranged && head.status == 200 && (asked_part || !head.advertises_byte_ranges())
 }
 
 /// Whether a response looks like a captive portal's login page rather than the file: a
@@ -1479,6 +1480,15 @@ mod tests {
         let silent = parsed(200, &[]);
         let refusing = parsed(200, &[("accept-ranges", b"none")]);
         let partial = parsed(206, &[("content-range", b"bytes 100-199/200")]);
+        let whole_small = parsed(
+            200,
+            &[("accept-ranges", b"bytes"), ("content-length", b"40")],
+        );
+        let whole_small_silent = parsed(200, &[("content-length", b"40")]);
+        let whole_larger = parsed(
+            200,
+            &[("accept-ranges", b"bytes"), ("content-length", b"51")],
+        );
         let unranged = Requested {
             ranged: false,
             ..FROM_0
@@ -1494,6 +1504,10 @@ mod tests {
             (RANGED_FROM_100, &advertised, true),
             (RANGED_FROM_100, &silent, true),
             (bounded, &advertised, true),
+            // A bounded first request whose range covers the whole (smaller) body.
+            (bounded, &whole_small, false),
+            (bounded, &whole_small_silent, true),
+            (bounded, &whole_larger, true),
             (RANGED_FROM_100, &partial, false),
             (unranged, &silent, false),
         ] {

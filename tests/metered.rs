@@ -93,7 +93,104 @@ fn the_look_ahead_caps_what_is_fetched_ahead_of_a_reader_that_stops() {
             ahead <= look_ahead,
             "{ahead} bytes ahead with a look-ahead of {look_ahead}"
         );
+        println!(
+            "  one open-ended request: the server sent {} bytes (socket buffers)",
+            server.bytes_served("/big")
+        );
+        assert_eq!(server.requests().len(), 1);
     }
+}
+
+#[test]
+fn on_a_metered_link_nothing_is_requested_past_the_look_ahead() {
+    let server = TestServer::start();
+    server.add_file("/big", pattern(64 * MIB as usize, 2));
+    for look_ahead in [256 * KIB, MIB, 4 * MIB] {
+        server.reset_counters();
+        let options = FileSourceOptions::new()
+            .with_look_ahead(look_ahead)
+            .with_metered_link(true);
+        let mut session = FileSource::open(url(&server, "/big"), options).unwrap();
+        let mut head = vec![0u8; MIB as usize];
+        session.read_exact(&mut head).unwrap();
+        assert!(head == pattern(MIB as usize, 2));
+        let mut last = session.bytes_fetched();
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = session.bytes_fetched();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        println!(
+            "metered, look-ahead {look_ahead}: reader stopped after 1 MiB of 64 MiB, \
+             {} bytes fetched, {} served",
+            session.bytes_fetched(),
+            server.bytes_served("/big")
+        );
+        // Requested, not only received: every Range ends within the cap, so the server
+        // sent no more than that either (socket buffers would take megabytes).
+        for request in server.requests() {
+            let range = request.range.expect("a Range on every request");
+            let (_, last) = range.trim_start_matches("bytes=").split_once('-').unwrap();
+            let last: u64 = last
+                .parse()
+                .unwrap_or_else(|_| panic!("open-ended: {range}"));
+            assert!(last < MIB + look_ahead, "{range} past 1 MiB + {look_ahead}");
+        }
+        assert!(server.bytes_served("/big") <= MIB + look_ahead);
+        // The rest of the file still reads byte-exact, in bounded requests on one
+        // kept-alive connection.
+        let mut rest = Vec::new();
+        session.read_to_end(&mut rest).unwrap();
+        assert!(rest == pattern(64 * MIB as usize, 2)[MIB as usize..]);
+        let requests = server.requests();
+        let connections: std::collections::HashSet<u64> =
+            requests.iter().map(|r| r.connection).collect();
+        println!(
+            "  read to the end: {} requests on {} connection(s)",
+            requests.len(),
+            connections.len()
+        );
+        assert!(requests.len() as u64 <= 2 * 64 * MIB / look_ahead + 2);
+        assert!(connections.len() <= 2, "{} connections", connections.len());
+    }
+}
+
+#[test]
+fn the_default_look_ahead_keeps_whole_file_playback_one_request() {
+    let server = TestServer::start();
+    let body = pattern(8 * MIB as usize, 5);
+    server.add_file("/whole", body.clone());
+    let mut session = FileSource::open(url(&server, "/whole"), FileSourceOptions::new()).unwrap();
+    let mut got = Vec::new();
+    session.read_to_end(&mut got).unwrap();
+    assert!(got == body);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].range.as_deref(), Some("bytes=0-"));
+}
+
+#[test]
+fn a_small_file_under_a_capped_look_ahead_is_one_request_and_stays_seekable() {
+    let server = TestServer::start();
+    let body = pattern(100 * KIB as usize, 6);
+    server.add_file("/small", body.clone());
+    let mut session = FileSource::open(
+        url(&server, "/small"),
+        FileSourceOptions::new().with_look_ahead(MIB),
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    session.read_to_end(&mut got).unwrap();
+    assert!(got == body);
+    assert_eq!(server.requests().len(), 1);
+    assert!(session.is_seekable());
+    session.seek(SeekFrom::Start(1000)).unwrap();
+    let mut some = [0u8; 100];
+    session.read_exact(&mut some).unwrap();
+    assert!(some[..] == body[1000..1100]);
 }
 
 /// A signed URL: `/track?sig=N` of one file.

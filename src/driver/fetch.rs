@@ -10,7 +10,7 @@ use super::http::Answer;
 use super::pump::{OpenBody, Pumped};
 use super::retry::{Failure, Transient};
 use super::run::{Driver, Flow, Interrupt};
-use super::window::{next_request, Next};
+use super::window::{capped_request, next_request, Next};
 use super::Fetch;
 use crate::error::at_url;
 use crate::events::{DownloadState, FileEvent};
@@ -34,7 +34,11 @@ impl Driver {
             if self.reached_end(*fetch, *offset) {
                 return Ok(None);
             }
-            let end = self.prefetch_end(*fetch, *offset).unwrap_or(fetch.end);
+            let end = match self.prefetch_end(*fetch, *offset) {
+                Some(end) => end,
+                None if self.capped() => self.first_capped_end(*fetch, *offset),
+                None => fetch.end,
+            };
             let failure = match self.open_body(*fetch, *offset, end) {
                 Ok(None) => return Ok(None),
                 // Headers are in. The first bytes are read here too when that read (bounded
@@ -165,13 +169,20 @@ impl Driver {
         if let Some(end) = self.prefetch_end(fetch, offset) {
             return Ok(end);
         }
-        if fetch.epoch == 0 || !self.status.ranges() {
+        let capped = self.capped();
+        if (fetch.epoch == 0 && !capped) || !self.status.ranges() {
             return Ok(fetch.end);
         }
         loop {
             let limit = fetch.end.or(self.status.size());
             let reader = self.status.position();
-            let position = match next_request(fetch.start, offset, reader, self.look_ahead, limit) {
+            let next = if capped {
+                let playing = fetch.epoch == 0;
+                capped_request(fetch.start, offset, reader, self.look_ahead, limit, playing)
+            } else {
+                next_request(fetch.start, offset, reader, self.look_ahead, limit)
+            };
+            let position = match next {
                 Next::Request { end } => return Ok(end),
                 Next::WaitFor { position } => position,
             };
@@ -185,6 +196,27 @@ impl Driver {
                 recv(self.stop.receiver()) -> _ => return Err(Flow::Exit),
                 recv(demand) -> _ => {}
             }
+        }
+    }
+
+    /// Whether the look-ahead caps what is asked for: a metered link, and nothing is
+    /// written to a cache (see `with_metered_link`).
+    fn capped(&self) -> bool {
+        self.look_ahead_capped && !self.sink.is_active() && self.prefetch.is_none()
+    }
+
+    /// The end of a capped session's first request: a look-ahead past the reader.
+    fn first_capped_end(&self, fetch: Fetch, offset: u64) -> Option<u64> {
+        match capped_request(
+            fetch.start,
+            offset,
+            offset,
+            self.look_ahead,
+            fetch.end,
+            true,
+        ) {
+            Next::Request { end } => end,
+            Next::WaitFor { .. } => fetch.end,
         }
     }
 

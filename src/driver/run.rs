@@ -81,6 +81,8 @@ pub(crate) struct Driver {
     pub(crate) coverage: RangeSet,
     pub(crate) content_type: Option<String>,
     pub(crate) look_ahead: u64,
+    /// A metered link: without a cache the look-ahead caps what is asked for.
+    pub(crate) look_ahead_capped: bool,
     pub(crate) rate: Option<TokenBucket>,
     /// Set for a prefetch (no reader).
     pub(crate) prefetch: Option<Prefetching>,
@@ -185,6 +187,7 @@ impl Driver {
             coverage,
             content_type: None,
             look_ahead,
+            look_ahead_capped: spec.options.look_ahead_capped,
             rate: spec.options.rate_limit.map(TokenBucket::new),
             prefetch: spec.prefetch.take().map(Prefetching::new),
         }

@@ -14,6 +14,10 @@
 //! requests on one kept-alive connection, then one). The first fetch of a session is
 //! open-ended from the start: whole-file playback is one request.
 //!
+//! On a metered link without a cache, the look-ahead is a hard cap on what is asked
+//! for: every request, the first too, ends at most a look-ahead
+//! past the reader, and a playing reader asks for half a look-ahead at a time.
+//!
 //! Pure functions, tested by tables.
 
 /// Read-ahead right after a seek: what a decoder needs to find its first frame.
@@ -60,6 +64,33 @@ pub(crate) fn next_request(
         // The reader reads on: the channel's backpressure paces one open-ended request.
         return Next::Request { end: limit };
     }
+    bounded_request(received, reader, ahead, limit)
+}
+
+/// The next step when the look-ahead is a hard cap on what is asked for (see
+/// `with_metered_link`): like [`next_request`], but a reader that plays gets bounded
+/// requests ending `look_ahead` past it, half a look-ahead at a time, never one
+/// open-ended request. The first fetch (`playing`) starts at the whole look-ahead.
+pub(crate) fn capped_request(
+    start: u64,
+    received: u64,
+    reader: u64,
+    look_ahead: u64,
+    limit: Option<u64>,
+    playing: bool,
+) -> Next {
+    let ahead = if playing {
+        look_ahead
+    } else {
+        read_ahead(reader.saturating_sub(start), look_ahead)
+    };
+    bounded_request(received, reader, ahead, limit)
+}
+
+/// Ask for bytes up to `ahead` past the reader once at least half of that (or
+/// [`MIN_REQUEST`]) may be asked for, or the fetch's end is in reach, or the reader has
+/// caught up; else wait for the reader.
+fn bounded_request(received: u64, reader: u64, ahead: u64, limit: Option<u64>) -> Next {
     let allowed = reader.saturating_add(ahead);
     let end = limit.map_or(allowed, |limit| limit.min(allowed));
     let worth = MIN_REQUEST.max(ahead / 2);
@@ -175,6 +206,100 @@ mod tests {
     }
 
     #[test]
+    fn a_capped_look_ahead_never_asks_past_the_reader_plus_the_look_ahead() {
+        // (received, reader, limit, playing, next)
+        for (received, reader, limit, playing, next) in [
+            // The first request of a session: the whole look-ahead, not the file.
+            (
+                0,
+                0,
+                Some(64 * MIB),
+                true,
+                Next::Request {
+                    end: Some(LOOK_AHEAD),
+                },
+            ),
+            // Everything allowed was asked for: wait until half of it is read.
+            (
+                LOOK_AHEAD,
+                MIB,
+                Some(64 * MIB),
+                true,
+                Next::WaitFor { position: 2 * MIB },
+            ),
+            // Half read: the next half.
+            (
+                LOOK_AHEAD,
+                2 * MIB,
+                Some(64 * MIB),
+                true,
+                Next::Request { end: Some(6 * MIB) },
+            ),
+            // Near the end of the file: the rest.
+            (
+                62 * MIB,
+                60 * MIB,
+                Some(64 * MIB),
+                true,
+                Next::Request {
+                    end: Some(64 * MIB),
+                },
+            ),
+            (
+                63 * MIB,
+                61 * MIB + 1,
+                Some(64 * MIB),
+                true,
+                Next::Request {
+                    end: Some(64 * MIB),
+                },
+            ),
+            // Length unknown: still bounded.
+            (
+                0,
+                0,
+                None,
+                true,
+                Next::Request {
+                    end: Some(LOOK_AHEAD),
+                },
+            ),
+            // After a seek, a playing reader gets bounded requests, never an open one.
+            (
+                10 * MIB + 3 * MIB,
+                10 * MIB + 2 * MIB,
+                None,
+                false,
+                Next::Request {
+                    end: Some(16 * MIB),
+                },
+            ),
+        ] {
+            let start = if playing { 0 } else { 10 * MIB };
+            let got = capped_request(start, received, reader, LOOK_AHEAD, limit, playing);
+            assert_eq!(got, next, "received {received}, reader {reader}");
+            if let Next::Request { end: Some(end) } = got {
+                assert!(
+                    end <= reader + LOOK_AHEAD,
+                    "{end} past {reader} + look-ahead"
+                );
+            }
+        }
+        // Wherever they stand, no request ends past the cap, and none is open-ended.
+        for reader in (0..8 * MIB).step_by(99_991) {
+            for gap in (0..=LOOK_AHEAD).step_by(65_537) {
+                for playing in [true, false] {
+                    let got = capped_request(0, reader + gap, reader, LOOK_AHEAD, None, playing);
+                    if let Next::Request { end } = got {
+                        let end = end.expect("never open-ended");
+                        assert!(end <= (reader + LOOK_AHEAD).max(reader + gap + 1));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_waiting_driver_is_woken_before_the_reader_runs_dry() {
         // Wherever the reader and the driver stand, the position to wait for is at most
         // what was received: the reader reaching the end of its bytes always wakes it.
@@ -204,6 +329,8 @@ mod tests {
         ] {
             let _ = next_request(start, received, reader, LOOK_AHEAD, None);
             let _ = next_request(start, received, reader, LOOK_AHEAD, Some(u64::MAX));
+            let _ = capped_request(start, received, reader, LOOK_AHEAD, None, true);
+            let _ = capped_request(start, received, reader, LOOK_AHEAD, Some(u64::MAX), false);
         }
     }
 }
