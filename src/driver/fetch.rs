@@ -36,8 +36,11 @@ impl Driver {
             }
             let end = match self.prefetch_end(*fetch, *offset) {
                 Some(end) => end,
-                None if self.capped() => self.first_capped_end(*fetch, *offset),
-                None => fetch.end,
+                None if self.capped() => {
+                    let end = self.first_capped_end(*fetch, *offset);
+                    self.within_rate_window(*offset, end)
+                }
+                None => self.within_rate_window(*offset, fetch.end),
             };
             let failure = match self.open_body(*fetch, *offset, end) {
                 Ok(None) => return Ok(None),
@@ -106,7 +109,10 @@ impl Driver {
             let opened = match body.take() {
                 Some(open) => Ok(Some(open)),
                 None => match self.window_end(fetch, offset) {
-                    Ok(end) => self.open_body(fetch, offset, end),
+                    Ok(end) => {
+                        let end = self.within_rate_window(offset, end);
+                        self.open_body(fetch, offset, end)
+                    }
                     Err(flow) => return flow,
                 },
             };
@@ -197,6 +203,19 @@ impl Driver {
                 recv(demand) -> _ => {}
             }
         }
+    }
+
+    /// `end`, or sooner for a rate-limited session (not a prefetch: its windows already
+    /// follow its rate), so the server never runs ahead of the cap.
+    fn within_rate_window(&self, offset: u64, end: Option<u64>) -> Option<u64> {
+        let Some(window) = self.rate_window.filter(|_| self.prefetch.is_none()) else {
+            return end;
+        };
+        if !self.status.ranges() {
+            return end;
+        }
+        let bounded = offset.saturating_add(window);
+        Some(end.map_or(bounded, |end| end.min(bounded)))
     }
 
     /// Whether the look-ahead caps what is asked for: a metered link, and nothing is

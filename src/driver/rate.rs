@@ -15,6 +15,14 @@ pub(crate) struct TokenBucket {
     refilled: Instant,
 }
 
+/// The most one request of a rate-limited session asks for: half a second at the cap
+/// (at least 64 KiB). The server cannot run ahead of the cap into the socket buffers:
+/// with one open-ended request it pushed several MB into them at once, so it sent at
+/// several times the cap for the first seconds.
+pub(crate) fn request_window(bytes_per_second: u64) -> u64 {
+    (bytes_per_second / 2).max(64 * 1024)
+}
+
 impl TokenBucket {
     pub(crate) fn new(bytes_per_second: u64) -> Self {
         let burst = (bytes_per_second / 10).max(MIN_GRANT);

@@ -13,7 +13,7 @@ use super::handoff::Outlet;
 use super::http::Http;
 use super::prefetching::Prefetching;
 use super::pump::{BufferPool, OpenBody};
-use super::rate::TokenBucket;
+use super::rate::{request_window, TokenBucket};
 use super::report::Report;
 use super::retry::Retries;
 use super::status::Status;
@@ -84,6 +84,8 @@ pub(crate) struct Driver {
     /// A metered link: without a cache the look-ahead caps what is asked for.
     pub(crate) look_ahead_capped: bool,
     pub(crate) rate: Option<TokenBucket>,
+    /// A rate-limited session's largest request (see `rate::request_window`).
+    pub(crate) rate_window: Option<u64>,
     /// Set for a prefetch (no reader).
     pub(crate) prefetch: Option<Prefetching>,
 }
@@ -189,6 +191,7 @@ impl Driver {
             look_ahead,
             look_ahead_capped: spec.options.look_ahead_capped,
             rate: spec.options.rate_limit.map(TokenBucket::new),
+            rate_window: spec.options.rate_limit.map(request_window),
             prefetch: spec.prefetch.take().map(Prefetching::new),
         }
     }
