@@ -658,10 +658,8 @@ pub(crate) fn trusted_content_type(head: &ResponseHead) -> Option<String> {
     head.content_type.clone()
 }
 
-/// A `206` body that ended before the end its `Content-Range` promised.
-// The retry loop of the driver feeds these (see `short_partials_verdict`); until the
-// driver rewrite wires it, only the tests call it.
-#[cfg_attr(not(test), allow(dead_code))]
+/// A `206` body that ended before the end its `Content-Range` promised (the driver's
+/// retry loop keeps a run of them; see `short_partials_verdict`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ShortPartial {
     /// Body bytes it delivered.
@@ -675,7 +673,6 @@ pub(crate) struct ShortPartial {
 /// every attempt delivered nothing and the validators seen changed, against the pin (any
 /// validator both sides carry) or from one attempt to the next. `None`: keep the
 /// ordinary verdict (a network failure).
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn short_partials_verdict(
     pinned: Option<&Validators>,
     run: &[ShortPartial],

@@ -471,3 +471,76 @@ fn duplicate_or_negative_content_lengths_and_binary_headers_never_panic() {
         }
     }
 }
+
+#[test]
+fn nginx_slice_short_206s_with_changing_validators_are_a_changed_resource() {
+    // nginx `slice` over an origin that changed: every ranged answer is a 206 whose
+    // headers promise the bytes and whose body carries none, each with another ETag. The
+    // session was pinned with Last-Modified only, so no single answer contradicts the
+    // pin: only the run does.
+    let server = TestServer::start();
+    let size = 4 * MIB;
+    let body = pattern(size, 21);
+    server.add_file("/sliced", body.clone());
+    server.set_file_options(
+        "/sliced",
+        FileOptions {
+            etag: None,
+            ..FileOptions::new()
+        },
+    );
+    let mut session =
+        FileSource::open(url(&server, "/sliced"), quick().with_look_ahead(64 * 1024)).unwrap();
+    let mut head = vec![0; 1000];
+    session.read_exact(&mut head).unwrap();
+    assert!(head == body[..1000]);
+    let start = 3 * MIB as u64;
+    let short = |etag: &str, last_modified: &str| {
+        raw(
+            206,
+            &[
+                (
+                    "Content-Range",
+                    &format!("bytes {start}-{}/{size}", size - 1),
+                ),
+                ("ETag", etag),
+                ("Last-Modified", last_modified),
+            ],
+            b"",
+        )
+    };
+    let pinned_date = server_last_modified(&server, "/sliced");
+    server.push_faults(
+        "/sliced",
+        (0..10).map(|i| short(&format!("\"slice-{i}\""), &pinned_date)),
+    );
+    session.seek(SeekFrom::Start(start)).unwrap();
+    let err = bounded(Duration::from_secs(20), move || {
+        session.read(&mut [0; 100]).unwrap_err()
+    });
+    match file_error(&err) {
+        FileError::ResourceChanged(why) => assert!(why.contains("carried no bytes"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // The verdict comes when the retries give up, not before.
+    assert!(
+        server.requests().len() >= 1 + 1 + 2,
+        "{}",
+        server.requests().len()
+    );
+}
+
+/// The `Last-Modified` the test server sends for `path` (from a plain request).
+fn server_last_modified(server: &TestServer, path: &str) -> String {
+    let response = ureq::get(&server.url(path))
+        .header("Range", "bytes=0-0")
+        .call()
+        .unwrap();
+    response
+        .headers()
+        .get("last-modified")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string()
+}

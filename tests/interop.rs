@@ -73,7 +73,14 @@ fn skip<T>(what: &str) -> Option<T> {
         !required(),
         "{what} is missing and KITHARA_REQUIRE_INTEROP is set"
     );
-    println!("skipped: {what} is not installed");
+    // Straight to the process's stderr: libtest captures `println!`/`eprintln!` of a
+    // passing test, and a skip must show in the normal test output.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "interop test skipped: {what} is not installed (KITHARA_REQUIRE_INTEROP=1 makes \
+         this a failure)"
+    );
     None
 }
 

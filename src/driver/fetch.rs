@@ -15,8 +15,8 @@ use super::Fetch;
 use crate::error::at_url;
 use crate::events::{DownloadState, FileEvent};
 use crate::range_policy::{
-    looks_like_portal, refuses_ranges, trusted_content_type, validators_of, Plan, Requested,
-    ResponseHead,
+    looks_like_portal, refuses_ranges, short_partials_verdict, trusted_content_type, validators_of,
+    Plan, Requested, ResponseHead, ShortPartial,
 };
 use crate::range_set::RangeSet;
 use crate::FileError;
@@ -86,6 +86,7 @@ impl Driver {
         mut body: Option<OpenBody>,
     ) -> Flow {
         self.retries.reset();
+        self.short_partials.clear();
         loop {
             let interrupt = match self.poll_interrupt() {
                 None if self.handing_over() => Some(Interrupt::Exit),
@@ -155,6 +156,16 @@ impl Driver {
         let cancelled = self.end_request();
         if *offset > before {
             self.retries.reset();
+            self.short_partials.clear();
+        } else if let (false, Some(validators)) = (
+            matches!(pumped, Pumped::Interrupted(_)),
+            open.partial_validators.take(),
+        ) {
+            // A 206 that ended without a byte (nginx `slice` over a changed origin).
+            self.short_partials.push(ShortPartial {
+                delivered: 0,
+                validators,
+            });
         }
         match pumped {
             // A server may send less than asked; the loop asks again for the rest.
@@ -309,7 +320,11 @@ impl Driver {
                 }
                 self.announce(&answer.head);
                 let first = start.saturating_add(skip);
-                Some(OpenBody::new(answer.body, first, skip, end))
+                let mut open = OpenBody::new(answer.body, first, skip, end);
+                if answer.head.status == 206 {
+                    open.partial_validators = Some(validators_of(&answer.head, total));
+                }
+                Some(open)
             }
         }
     }
@@ -384,7 +399,12 @@ impl Driver {
                         self.note_retry(transient, delay);
                         self.backoff(delay)
                     }
-                    Err(error) => Err(self.fail(fetch.epoch, error)),
+                    Err(error) => {
+                        let pinned = self.http.pinned.as_ref();
+                        let error =
+                            short_partials_verdict(pinned, &self.short_partials).unwrap_or(error);
+                        Err(self.fail(fetch.epoch, error))
+                    }
                 }
             }
         }

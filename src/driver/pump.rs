@@ -13,6 +13,7 @@ use super::handoff::{Message, Staged, Staging};
 use super::retry::{classify, Failure, Transient};
 use super::run::{Driver, Interrupt};
 use super::Fetch;
+use crate::range_policy::Validators;
 
 /// The first bytes of every response reach a waiting reader read by read: a decoder's
 /// first read after an open or a seek must not wait for a chunk to fill.
@@ -27,6 +28,9 @@ pub(crate) struct OpenBody {
     pub end: Option<u64>,
     /// Bytes below this offset go out to a waiting reader at once.
     pub urgent_until: u64,
+    /// A `206`'s validators: a run of them that delivers nothing is judged by
+    /// `short_partials_verdict` when the retries give up.
+    pub partial_validators: Option<Validators>,
 }
 
 impl OpenBody {
@@ -41,6 +45,7 @@ impl OpenBody {
             skip,
             end,
             urgent_until: start.saturating_add(URGENT_BYTES),
+            partial_validators: None,
         }
     }
 }

@@ -19,6 +19,7 @@ use super::retry::Retries;
 use super::status::Status;
 use super::stop::StopWatch;
 use super::{channel_capacity, chunk_size, Command, DriverSpec, Fetch, Opened};
+use crate::range_policy::ShortPartial;
 use crate::range_set::RangeSet;
 use crate::FileError;
 
@@ -86,6 +87,8 @@ pub(crate) struct Driver {
     pub(crate) rate: Option<TokenBucket>,
     /// A rate-limited session's largest request (see `rate::request_window`).
     pub(crate) rate_window: Option<u64>,
+    /// The `206`s in a row that ended without a byte, since bytes last arrived.
+    pub(crate) short_partials: Vec<ShortPartial>,
     /// Set for a prefetch (no reader).
     pub(crate) prefetch: Option<Prefetching>,
 }
@@ -192,6 +195,7 @@ impl Driver {
             look_ahead_capped: spec.options.look_ahead_capped,
             rate: spec.options.rate_limit.map(TokenBucket::new),
             rate_window: spec.options.rate_limit.map(request_window),
+            short_partials: Vec::new(),
             prefetch: spec.prefetch.take().map(Prefetching::new),
         }
     }
