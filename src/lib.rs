@@ -61,7 +61,9 @@
 //!
 //! `Seek` (all three [`SeekFrom`](std::io::SeekFrom)s) and [`FileSession::seek_bytes`]
 //! never block on the network: a seek into bytes the session holds costs nothing, any
-//! other starts a `Range` request. [`FileSession::is_seekable`] says whether every
+//! other starts a `Range` request: bounded at first (32 KiB, then growing with what the
+//! reader reads on, on a kept-alive connection), one open-ended request once the reader
+//! has read 256 KiB on (it is playing, not probing). [`FileSession::is_seekable`] says whether every
 //! position is reachable; [`FileSession::buffered_ranges`] is what a seek bar shows.
 //!
 //! ```no_run
@@ -263,8 +265,11 @@
 //!   mid-track (`401`/`403`/`410`), resumed at the exact byte;
 //!   [`with_cache_key`](FileSourceOptions::with_cache_key) keeps one cache entry for URLs
 //!   whose query changes.
-//! - [`FileSourceOptions::with_rate_limit`]: caps the download rate;
-//!   [`with_look_ahead`](FileSourceOptions::with_look_ahead) caps what is fetched ahead.
+//! - [`FileSourceOptions::with_rate_limit`]: caps the download rate (requests of half a
+//!   second at the cap, so the server cannot run ahead into socket buffers);
+//!   [`with_look_ahead`](FileSourceOptions::with_look_ahead) caps what is received ahead
+//!   of the reader, and [`with_metered_link`](FileSourceOptions::with_metered_link) also
+//!   what is requested (bounded requests ending within the look-ahead).
 //! - [`FileSourceOptions::with_root_certificate`] trusts a private CA;
 //!   [`with_proxy`](FileSourceOptions::with_proxy) sets an HTTP proxy;
 //!   [`with_secret_header`](FileSourceOptions::with_secret_header) adds a credential that is
@@ -282,7 +287,9 @@
 //!   the network.
 //! - No server input panics or hangs a session, and nothing the crate shows (errors,
 //!   events, `Debug`, its `log` lines) contains a URL's userinfo or query string or a
-//!   credential header's value.
+//!   credential header's value. ureq's own `debug` and `trace` log lines do show full
+//!   request URLs (a signed URL's query included): filter the `ureq` target below
+//!   `debug` where URLs are signed.
 //!
 //! # Cargo features
 //!
