@@ -736,3 +736,40 @@ fn a_stream_seeking_away_from_a_stalled_request_does_not_wait_for_the_read_timeo
         started.elapsed()
     );
 }
+
+#[test]
+fn after_a_burst_of_reads_the_look_ahead_fills_to_its_size_in_bytes() {
+    // Pieces handed to a waiting reader used to queue behind each other, one channel
+    // slot each: after a 512 KiB read_exact the 4 MiB look-ahead sometimes filled only
+    // 1.75 MiB, and a seek 2 MiB ahead into it sent a request.
+    let (server, body) = serve(32 * MIB, 41);
+    for round in 0..10 {
+        let mut session =
+            FileSource::open(url(&server, "/file.bin"), FileSourceOptions::new()).unwrap();
+        let mut head = vec![0u8; 512 * 1024];
+        session.read_exact(&mut head).unwrap();
+        assert!(head == body[..head.len()]);
+        // Wait until the driver stops: full look-ahead (bounded: 2 s).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut last = session.bytes_fetched();
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = session.bytes_fetched();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        let ahead = session.bytes_fetched() - head.len() as u64;
+        assert!(
+            ahead >= 4 * MIB as u64 - 256 * 1024,
+            "round {round}: only {ahead} bytes ahead with a 4 MiB look-ahead"
+        );
+        let requests = session.request_count();
+        session.seek(SeekFrom::Start(2560 * 1024)).unwrap();
+        let mut some = vec![0u8; 4096];
+        session.read_exact(&mut some).unwrap();
+        assert!(some[..] == body[2560 * 1024..2560 * 1024 + 4096]);
+        assert_eq!(session.request_count(), requests, "round {round}");
+    }
+}
