@@ -47,12 +47,15 @@ pub(crate) use status::Status;
 pub(crate) use stop::StopSignal;
 
 /// The largest chunk: a reader that outruns the network blocks about once per chunk, so
-/// the chunk sets the context switches per MiB (measured on a sequential 256 MiB read
-/// from nginx: 64 KiB chunks ~12/MiB, 256 KiB 4.6/MiB, 1 MiB 3.3/MiB in total with the
-/// driver's own, the reader's share ~1/MiB; CPU per GiB 0.82 s vs 0.71 s).
-pub(crate) const CHUNK_SIZE: usize = 1024 * 1024;
+/// the chunk sets the context switches per MiB (a sequential 256 MiB read from nginx:
+/// 64 KiB chunks ~12/MiB, 256 KiB 5.6-7.1/MiB, 1 MiB 2.4-3.8/MiB). 1 MiB chunks were
+/// tried and reverted: the channel counts messages, so with 3 slots a few small pieces
+/// (the first bytes of a response go out at once) shrank the look-ahead in bytes, and a
+/// forward seek 2 MiB into a "full" 4 MiB look-ahead sent a request; RSS went from 5.7 to
+/// 8.8 MiB.
+pub(crate) const CHUNK_SIZE: usize = 256 * 1024;
 
-/// Bytes per chunk for a look-ahead: a quarter of it (16 KiB to 1 MiB), so several
+/// Bytes per chunk for a look-ahead: a quarter of it (16 KiB to 256 KiB), so several
 /// chunks fit in the channel.
 pub(crate) fn chunk_size(look_ahead: u64) -> usize {
     (look_ahead / 4).clamp(16 * 1024, CHUNK_SIZE as u64) as usize

@@ -119,8 +119,9 @@ fn a_partial_download_is_listed_with_the_file_length_and_not_cached() {
     let dir = tempfile::tempdir().unwrap();
     let cache = AssetCache::open(dir.path()).unwrap();
     let (server, body) = serve("/p.bin", 4 * MIB, 3);
-    let mut session =
-        FileSource::open_with_cache(url(&server, "/p.bin"), keyed("p"), &cache).unwrap();
+    // A look-ahead smaller than the rest of the file: the drop comes before it is all in.
+    let options = keyed("p").with_look_ahead(MIB as u64);
+    let mut session = FileSource::open_with_cache(url(&server, "/p.bin"), options, &cache).unwrap();
     let mut head = vec![0; MIB];
     session.read_exact(&mut head).unwrap();
     drop(session); // checkpoints what it has

@@ -89,6 +89,9 @@ pub(crate) struct Driver {
     pub(crate) rate_window: Option<u64>,
     /// The `206`s in a row that ended without a byte, since bytes last arrived.
     pub(crate) short_partials: Vec<ShortPartial>,
+    /// The fetch (epoch) whose windows are paced, and the reader's read total when its
+    /// first window was planned.
+    pub(crate) read_mark: (u64, u64),
     /// Set for a prefetch (no reader).
     pub(crate) prefetch: Option<Prefetching>,
 }
@@ -196,6 +199,7 @@ impl Driver {
             rate: spec.options.rate_limit.map(TokenBucket::new),
             rate_window: spec.options.rate_limit.map(request_window),
             short_partials: Vec::new(),
+            read_mark: (u64::MAX, 0),
             prefetch: spec.prefetch.take().map(Prefetching::new),
         }
     }

@@ -29,6 +29,9 @@ pub(crate) struct Status {
     committed: AtomicBool,
     /// The reader's position (the cursor's, for queries and for pacing read-ahead).
     position: AtomicU64,
+    /// Bytes the reader has read (not sought past): how far it really read on since a
+    /// fetch started, for the read-ahead after a seek.
+    read_total: AtomicU64,
     /// The driver waits for the reader to reach this position (`u64::MAX`: it does not).
     demand_at: AtomicU64,
     demand_tx: Sender<()>,
@@ -51,6 +54,7 @@ impl Status {
             committing: AtomicBool::new(false),
             committed: AtomicBool::new(false),
             position: AtomicU64::new(0),
+            read_total: AtomicU64::new(0),
             demand_at: AtomicU64::new(u64::MAX),
             demand_tx,
             demand_rx,
@@ -78,6 +82,16 @@ impl Status {
             self.demand_at.store(u64::MAX, Ordering::SeqCst);
             let _ = self.demand_tx.try_send(());
         }
+    }
+
+    /// The reader read `n` bytes (then [`Status::reader_moved`] says where it is).
+    pub(crate) fn reader_read(&self, n: usize) {
+        self.read_total.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// All bytes the reader has read so far.
+    pub(crate) fn read_total(&self) -> u64 {
+        self.read_total.load(Ordering::Relaxed)
     }
 
     /// The driver wants to hear when the reader reaches `position`; `None` if it already

@@ -162,6 +162,7 @@ impl Cursor {
     /// Consumes `n` bytes at the position.
     pub(crate) fn advance(&mut self, env: &Env<'_>, n: usize) {
         self.position = self.position.saturating_add(n as u64);
+        env.status.reader_read(n);
         env.status.reader_moved(self.position);
     }
 
