@@ -24,6 +24,20 @@ fn file_error(err: &std::io::Error) -> FileError {
         .unwrap_or_else(|| panic!("not a FileError: {err:?}"))
 }
 
+/// Waits until the driver stops fetching (nothing new for 100 ms), at most 5 s.
+fn settle(session: &kithara_file::FileSession) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = session.bytes_fetched();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = session.bytes_fetched();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
 #[test]
 fn the_rate_limit_holds_the_download_to_the_cap() {
     let server = TestServer::start();
@@ -82,15 +96,7 @@ fn the_look_ahead_caps_what_is_fetched_ahead_of_a_reader_that_stops() {
         let mut head = vec![0u8; MIB as usize];
         session.read_exact(&mut head).unwrap();
         // The reader stops; let the driver take all it may.
-        let mut last = session.bytes_fetched();
-        loop {
-            std::thread::sleep(Duration::from_millis(100));
-            let now = session.bytes_fetched();
-            if now == last {
-                break;
-            }
-            last = now;
-        }
+        settle(&session);
         let ahead = session.bytes_fetched() - MIB;
         println!(
             "look-ahead {look_ahead}: reader stopped after 1 MiB of 64 MiB, {} bytes fetched \
@@ -123,15 +129,7 @@ fn on_a_metered_link_nothing_is_requested_past_the_look_ahead() {
         let mut head = vec![0u8; MIB as usize];
         session.read_exact(&mut head).unwrap();
         assert!(head == pattern(MIB as usize, 2));
-        let mut last = session.bytes_fetched();
-        loop {
-            std::thread::sleep(Duration::from_millis(100));
-            let now = session.bytes_fetched();
-            if now == last {
-                break;
-            }
-            last = now;
-        }
+        settle(&session);
         println!(
             "metered, look-ahead {look_ahead}: reader stopped after 1 MiB of 64 MiB, \
              {} bytes fetched, {} served",
