@@ -635,10 +635,12 @@ pub(crate) fn validators_of(head: &ResponseHead, size: Option<u64>) -> Validator
 /// `Accept-Ranges: bytes` (Python's `http.server`). A `200` to `bytes=0-` with
 /// `Accept-Ranges: bytes` is a valid whole-file answer (httpbin) and proves nothing.
 pub(crate) fn refuses_ranges(requested: Requested, head: &ResponseHead) -> bool {
-    // A 200 for a range from byte 0 that covers the whole body is the bytes asked for.
-    let covers_whole = |end: u64| head.content_length.is_some_and(|len| len <= end);
-    let asked_part = requested.start > 0 || requested.end.is_some_and(|end| !covers_whole(end));
-    requested.ranged && head.status == 200 && (asked_part || !head.advertises_byte_ranges())
+    // A 200 to a range from byte 0, bounded or not, is a valid whole-file answer and
+    // proves nothing when the server advertises byte ranges (httpbin; a CDN on a miss);
+    // only a 200 to a range from a later byte does.
+    requested.ranged
+        && head.status == 200
+        && (requested.start > 0 || !head.advertises_byte_ranges())
 }
 
 /// Whether a response looks like a captive portal's login page rather than the file: a
@@ -1500,11 +1502,11 @@ mod tests {
             (FROM_0, &refusing, true),
             (RANGED_FROM_100, &advertised, true),
             (RANGED_FROM_100, &silent, true),
-            (bounded, &advertised, true),
-            // A bounded first request whose range covers the whole (smaller) body.
+            // A bounded first request (a metered link) answered with the whole body.
+            (bounded, &advertised, false),
             (bounded, &whole_small, false),
             (bounded, &whole_small_silent, true),
-            (bounded, &whole_larger, true),
+            (bounded, &whole_larger, false),
             (RANGED_FROM_100, &partial, false),
             (unranged, &silent, false),
         ] {

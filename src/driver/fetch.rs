@@ -36,7 +36,10 @@ impl Driver {
             }
             let end = match self.prefetch_end(*fetch, *offset) {
                 Some(end) => end,
-                None if self.capped() => {
+                // Bounded even when a cache is in use: the first response may turn
+                // caching off (no validators, a portal), and this request would then
+                // run to the end of the file.
+                None if self.look_ahead_capped && self.prefetch.is_none() => {
                     let end = self.first_capped_end(*fetch, *offset);
                     self.within_rate_window(*offset, end)
                 }
@@ -321,6 +324,15 @@ impl Driver {
                 self.pin(&answer.head, total, !refused);
                 if let Some(total) = total {
                     self.status.set_size(total);
+                }
+                // A bounded request answered short by a 206 of unknown total (`/*`): the
+                // file ends there (asking past it would get a 416 that says nothing).
+                if let (206, None, Some(body_end), Some(asked)) =
+                    (answer.head.status, total, end, requested.end)
+                {
+                    if body_end < asked {
+                        self.status.set_size(body_end);
+                    }
                 }
                 if refused {
                     // The server ignores Range: from now on read whole bodies and skip.

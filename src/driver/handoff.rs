@@ -88,6 +88,8 @@ struct Slot {
     blocked_since: Option<Instant>,
     /// A task that polled and found nothing.
     task: Option<Waker>,
+    /// What the waiting reader or task asked for last.
+    wanted: Option<Want>,
     /// Staged bytes a reader took, kept for the driver's cache write-through.
     taken: Vec<(u64, Bytes)>,
     keep_taken: bool,
@@ -114,7 +116,12 @@ impl Slot {
     }
 
     /// Records a waiter; a task is refused once the driver is gone (nothing would wake it).
-    fn wait(&mut self, waiter: Waiter<'_>) -> Result<(), Closed> {
+    /// `want`: what it waits for (`None`: a task waiting for the reading turn, which
+    /// leaves what the reader in the turn asked for as it is).
+    fn wait(&mut self, want: Option<Want>, waiter: Waiter<'_>) -> Result<(), Closed> {
+        if want.is_some() {
+            self.wanted = want;
+        }
         match waiter {
             Waiter::Blocked => {
                 self.blocked_since.get_or_insert_with(Instant::now);
@@ -148,6 +155,7 @@ pub(crate) fn handoff(capacity: usize, chunk_size: usize) -> (Outlet, Inlet) {
         staged: None,
         blocked_since: None,
         task: None,
+        wanted: None,
         taken: Vec::new(),
         keep_taken: false,
         // A quarter chunk, at most 64 KiB: a slow link's small pieces are copied rather
@@ -246,12 +254,17 @@ impl Outlet {
                 });
             }
         }
-        // A piece goes out only to a reader with nothing else to take: pieces queued
-        // behind messages it has not taken yet would each hold a channel slot (the
-        // channel counts messages), and 15 pieces left over after a burst of reads shrank
-        // a 4 MiB look-ahead to 1.75 MiB. Such a reader takes the slot's bytes itself
-        // once it has drained the channel.
-        let reader_needs_it = slot.reader_waits(urgent) && self.channel_is_empty();
+        // A piece goes out only to a reader that waits for exactly it: pieces queued
+        // behind messages it has not taken yet (or sent while it is taking the one before)
+        // would each hold a channel slot (the channel counts messages), and pieces left
+        // over after a burst of reads shrank a 4 MiB look-ahead to 1.75 MiB. Any other
+        // reader takes the slot's bytes itself once it has drained the channel.
+        let wanted = slot.staged.as_ref().map(|staged| Want {
+            epoch: staged.epoch,
+            offset: staged.offset,
+        });
+        let reader_needs_it =
+            slot.reader_waits(urgent) && wanted.is_some() && slot.wanted == wanted;
         let send = if full || reader_needs_it {
             slot.staged.take()
         } else {
@@ -261,10 +274,6 @@ impl Outlet {
             send,
             taken: mem::take(&mut slot.taken),
         }
-    }
-
-    fn channel_is_empty(&self) -> bool {
-        self.data.as_ref().is_none_or(Sender::is_empty)
     }
 
     /// Takes back what is staged (the body ended or failed): it goes out as a chunk.
@@ -355,7 +364,9 @@ struct Blocked<'a>(&'a Inlet);
 
 impl Drop for Blocked<'_> {
     fn drop(&mut self) {
-        lock(&self.0.slot).blocked_since = None;
+        let mut slot = lock(&self.0.slot);
+        slot.blocked_since = None;
+        slot.wanted = None;
     }
 }
 
@@ -414,7 +425,7 @@ impl Inlet {
             match slot.take_for(want) {
                 Some(bytes) => (bytes, slot.small),
                 None => {
-                    slot.wait(waiter)?;
+                    slot.wait(Some(want), waiter)?;
                     return Ok(None);
                 }
             }
@@ -428,12 +439,14 @@ impl Inlet {
 
     /// Has `task` woken by the next handoff (or [`Inlet::wake_task`]).
     pub(crate) fn register_task(&self, task: &Waker) -> Result<(), Closed> {
-        lock(&self.slot).wait(Waiter::Task(task))
+        lock(&self.slot).wait(None, Waiter::Task(task))
     }
 
     /// Forgets a registered task that got what it waited for.
     pub(crate) fn clear_task(&self) {
-        lock(&self.slot).task = None;
+        let mut slot = lock(&self.slot);
+        slot.task = None;
+        slot.wanted = None;
     }
 
     /// Wakes a registered task (the reading turn it waited for is free).
