@@ -14,13 +14,9 @@ use kithara_file::{
     AssetCache, AsyncFileReader, DownloadState, FileError, FileSession, FileSource,
     FileSourceOptions, Url,
 };
-use support::{pattern, Fault, TestServer};
+use support::{file_error, pattern, url, Fault, TestServer};
 
 const MIB: usize = 1024 * 1024;
-
-fn url(server: &TestServer, path: &str) -> Url {
-    server.url(path).parse().unwrap()
-}
 
 fn serve(path: &str, len: usize, seed: u64) -> (TestServer, Vec<u8>) {
     let server = TestServer::start();
@@ -41,12 +37,6 @@ fn stalling(served: u64, seed: u64) -> (TestServer, Vec<u8>) {
         [Fault::StallAfter(served, Duration::from_secs(60))],
     );
     (server, body)
-}
-
-fn file_error(err: &io::Error) -> &FileError {
-    err.get_ref()
-        .and_then(|e| e.downcast_ref::<FileError>())
-        .unwrap_or_else(|| panic!("not a FileError: {err:?}"))
 }
 
 /// Whether the session's reader is parked waiting for bytes at `position`.

@@ -14,9 +14,9 @@ use std::io::{self, Cursor, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kithara_file::{FileError, FileSession, FileSource, FileSourceOptions, Url};
+use kithara_file::{FileError, FileSession, FileSource, FileSourceOptions};
 use rodio::Source as _;
-use support::{pattern, Fault, TestServer};
+use support::{pattern, url, Fault, TestServer};
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::{Error as SymError, SeekErrorKind};
 use symphonia::core::formats::probe::Hint;
@@ -67,10 +67,6 @@ fn fixture_server() -> TestServer {
         server.add_file(&format!("/{name}"), fixture_bytes(name));
     }
     server
-}
-
-fn url(server: &TestServer, path: &str) -> Url {
-    server.url(path).parse().unwrap()
 }
 
 fn open(server: &TestServer, path: &str, options: FileSourceOptions) -> FileSession {

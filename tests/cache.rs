@@ -8,17 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kithara_file::{AssetCache, FileSession, FileSource, FileSourceOptions, Url};
-use support::{pattern, TestServer};
+use kithara_file::{AssetCache, FileSession, FileSource, FileSourceOptions};
+use support::{pattern, url, TestServer};
 
 const MIB: usize = 1024 * 1024;
 
 /// Nothing listens here: a session that touches the network fails at once.
 const DEAD_URL: &str = "http://127.0.0.1:9/gone.bin";
-
-fn url(server: &TestServer, path: &str) -> Url {
-    server.url(path).parse().unwrap()
-}
 
 fn keyed(key: &str) -> FileSourceOptions {
     FileSourceOptions::new().with_cache_key(key)

@@ -17,7 +17,7 @@ use kithara_file::{
     AssetCache, DownloadState, FileError, FileEvent, FileSession, FileSource, FileSourceOptions,
     Url,
 };
-use support::{pattern, Fault, TestServer};
+use support::{file_error, pattern, url, Fault, TestServer};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
@@ -36,17 +36,6 @@ const LOOK_AHEADS: [u64; 3] = [64 * KIB, 256 * KIB, 4 * MIB];
 
 /// What the tests assert; 5 ms is the design target, measured and printed.
 const PROMPT: Duration = Duration::from_millis(50);
-
-fn url(server: &TestServer, path: &str) -> Url {
-    server.url(path).parse().unwrap()
-}
-
-fn file_error(err: &std::io::Error) -> FileError {
-    err.get_ref()
-        .and_then(|e| e.downcast_ref::<FileError>())
-        .cloned()
-        .unwrap_or_else(|| panic!("not a FileError: {err:?}"))
-}
 
 /// Waits (bounded) until the server has gone quiet `count` times; the last instant.
 fn quiet_at(server: &TestServer, count: usize) -> Instant {
@@ -204,7 +193,7 @@ fn blocked_reader() -> (TestServer, Arc<FileSession>, thread::JoinHandle<()>) {
         let session = Arc::clone(&session);
         thread::spawn(move || {
             let err = (&*session).read(&mut [0u8; 100]).unwrap_err();
-            assert_eq!(file_error(&err), FileError::Stopped);
+            assert_eq!(*file_error(&err), FileError::Stopped);
         })
     };
     // Bounded wait until the reader is really blocked.
@@ -332,7 +321,7 @@ fn an_events_callback_may_call_every_query_and_stop() {
             Ok(k) => got.extend_from_slice(&buf[..k]),
             // The callback stops the session when the download completes.
             Err(err) => {
-                assert_eq!(file_error(&err), FileError::Stopped);
+                assert_eq!(*file_error(&err), FileError::Stopped);
                 break;
             }
         }
@@ -508,7 +497,7 @@ fn after_stop_reads_and_seeks_are_stopped() {
     for mut session in [remote, cached] {
         session.read_exact(&mut [0u8; 100]).unwrap();
         session.stop();
-        let stopped = |err: std::io::Error| assert_eq!(file_error(&err), FileError::Stopped);
+        let stopped = |err: std::io::Error| assert_eq!(*file_error(&err), FileError::Stopped);
         stopped(session.read(&mut [0u8; 10]).unwrap_err());
         for target in [
             SeekFrom::Start(0),

@@ -6,14 +6,10 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
-use kithara_file::{AssetCache, DownloadState, FileEvent, FileSource, FileSourceOptions, Url};
-use support::{pattern, Fault, FileOptions, TestServer};
+use kithara_file::{AssetCache, DownloadState, FileEvent, FileSource, FileSourceOptions};
+use support::{pattern, url, Fault, FileOptions, TestServer};
 
 const MIB: usize = 1024 * 1024;
-
-fn url(server: &TestServer, path: &str) -> Url {
-    server.url(path).parse().unwrap()
-}
 
 fn with_events() -> (FileSourceOptions, Receiver<FileEvent>) {
     let (tx, rx) = unbounded();

@@ -7,14 +7,10 @@ mod support;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
-use kithara_file::{FileError, FileSession, FileSource, FileSourceOptions, Url};
-use support::{pattern, Fault, TestServer};
+use kithara_file::{FileError, FileSession, FileSource, FileSourceOptions};
+use support::{file_error, pattern, url, Fault, TestServer};
 
 const MIB: usize = 1024 * 1024;
-
-fn url(server: &TestServer, path: &str) -> Url {
-    server.url(path).parse().unwrap()
-}
 
 fn serve(path: &str, len: usize, seed: u64) -> (TestServer, Vec<u8>) {
     let server = TestServer::start();
@@ -29,12 +25,6 @@ fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() -> boo
         assert!(start.elapsed() < deadline, "timed out waiting for {what}");
         std::thread::yield_now();
     }
-}
-
-fn file_error(err: &io::Error) -> &FileError {
-    err.get_ref()
-        .and_then(|e| e.downcast_ref::<FileError>())
-        .unwrap_or_else(|| panic!("not a FileError: {err:?}"))
 }
 
 /// Reads until the end or an error: the bytes, and the error if there was one.

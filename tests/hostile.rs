@@ -8,26 +8,16 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use kithara_file::{AssetCache, FileError, FileSession, FileSource, FileSourceOptions, Url};
-use support::{pattern, Fault, FileOptions, TestServer};
+use kithara_file::{AssetCache, FileError, FileSession, FileSource, FileSourceOptions};
+use support::{file_error, pattern, url, Fault, FileOptions, TestServer};
 
 const MIB: usize = 1024 * 1024;
 const DEAD_URL: &str = "http://127.0.0.1:9/never";
-
-fn url(server: &TestServer, path: &str) -> Url {
-    server.url(path).parse().unwrap()
-}
 
 fn quick() -> FileSourceOptions {
     FileSourceOptions::new()
         .with_retry_delay(Duration::from_millis(5), Duration::from_millis(100))
         .with_read_timeout(Duration::from_millis(300))
-}
-
-fn file_error(err: &io::Error) -> &FileError {
-    err.get_ref()
-        .and_then(|inner| inner.downcast_ref::<FileError>())
-        .unwrap_or_else(|| panic!("not a FileError: {err:?}"))
 }
 
 fn read_all(session: &mut FileSession) -> io::Result<Vec<u8>> {

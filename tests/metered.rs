@@ -8,21 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kithara_file::{FileError, FileSource, FileSourceOptions, Url};
-use support::{pattern, Fault, TestServer};
+use support::{file_error, pattern, url, Fault, TestServer};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
-
-fn url(server: &TestServer, path: &str) -> Url {
-    server.url(path).parse().unwrap()
-}
-
-fn file_error(err: &std::io::Error) -> FileError {
-    err.get_ref()
-        .and_then(|e| e.downcast_ref::<FileError>())
-        .cloned()
-        .unwrap_or_else(|| panic!("not a FileError: {err:?}"))
-}
 
 /// Waits until the driver stops fetching (nothing new for 100 ms), at most 5 s.
 fn settle(session: &kithara_file::FileSession) {

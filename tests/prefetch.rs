@@ -7,15 +7,11 @@ mod support;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use kithara_file::{AssetCache, DownloadState, FileSource, FileSourceOptions, Url};
-use support::{pattern, RecordedRequest, TestServer};
+use kithara_file::{AssetCache, DownloadState, FileSource, FileSourceOptions};
+use support::{pattern, url, RecordedRequest, TestServer};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
-
-fn url(server: &TestServer, path: &str) -> Url {
-    server.url(path).parse().unwrap()
-}
 
 fn read_all(session: &mut kithara_file::FileSession) -> Vec<u8> {
     let mut got = Vec::new();

@@ -6,15 +6,11 @@ mod support;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
-use kithara_file::{FileError, FileSession, FileSource, FileSourceOptions, Url};
+use kithara_file::{FileError, FileSession, FileSource, FileSourceOptions};
 use support::model::{run_model, Rng};
-use support::{pattern, Fault, FileOptions, TestServer};
+use support::{file_error, pattern, url, Fault, FileOptions, TestServer};
 
 const MIB: usize = 1024 * 1024;
-
-fn url(server: &TestServer, path: &str) -> Url {
-    server.url(path).parse().unwrap()
-}
 
 /// Fast retries so failing scenarios end quickly; the policy is the same.
 fn quick() -> FileSourceOptions {
@@ -41,12 +37,6 @@ fn open_past_the_head(server: &TestServer, path: &str) -> FileSession {
 fn read_all(session: &mut FileSession) -> io::Result<Vec<u8>> {
     let mut got = Vec::new();
     session.read_to_end(&mut got).map(|_| got)
-}
-
-fn file_error(err: &io::Error) -> &FileError {
-    err.get_ref()
-        .and_then(|inner| inner.downcast_ref::<FileError>())
-        .unwrap_or_else(|| panic!("not a FileError: {err:?}"))
 }
 
 /// Reads until an error, returning the bytes before it and the error.

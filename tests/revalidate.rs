@@ -6,12 +6,8 @@ mod support;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use kithara_file::{AssetCache, FileSession, FileSource, FileSourceOptions, Url};
-use support::{pattern, TestServer};
-
-fn url(server: &TestServer, path: &str) -> Url {
-    server.url(path).parse().unwrap()
-}
+use kithara_file::{AssetCache, FileSession, FileSource, FileSourceOptions};
+use support::{pattern, url, TestServer};
 
 fn read_all(session: &mut FileSession) -> Vec<u8> {
     let mut got = Vec::new();

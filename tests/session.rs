@@ -6,15 +6,11 @@ mod support;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
-use kithara_file::{FileError, FileSession, FileSource, FileSourceOptions, FileStream, Url};
+use kithara_file::{FileError, FileSession, FileSource, FileSourceOptions, FileStream};
 use support::model::run_model;
-use support::{pattern, Fault, FileOptions, TestServer};
+use support::{file_error, pattern, url, Fault, FileOptions, TestServer};
 
 const MIB: usize = 1024 * 1024;
-
-fn url(server: &TestServer, path: &str) -> Url {
-    server.url(path).parse().unwrap()
-}
 
 fn serve(len: usize, seed: u64) -> (TestServer, Vec<u8>) {
     let server = TestServer::start();
@@ -25,12 +21,6 @@ fn serve(len: usize, seed: u64) -> (TestServer, Vec<u8>) {
 
 fn open(server: &TestServer) -> FileSession {
     FileSource::open(url(server, "/file.bin"), FileSourceOptions::new()).unwrap()
-}
-
-fn file_error(err: &io::Error) -> &FileError {
-    err.get_ref()
-        .and_then(|inner| inner.downcast_ref::<FileError>())
-        .unwrap_or_else(|| panic!("not a FileError: {err:?}"))
 }
 
 /// A session whose look-ahead is one chunk, so a far seek cannot be served by draining.

@@ -22,6 +22,18 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+/// The URL of `path` on `server`, parsed.
+pub fn url(server: &TestServer, path: &str) -> kithara_file::Url {
+    server.url(path).parse().unwrap()
+}
+
+/// The crate's error inside an `io::Error` a read or seek returned.
+pub fn file_error(err: &io::Error) -> &kithara_file::FileError {
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<kithara_file::FileError>())
+        .unwrap_or_else(|| panic!("not a FileError: {err:?}"))
+}
+
 // ---------------------------------------------------------------------------
 // Deterministic test data
 // ---------------------------------------------------------------------------
