@@ -36,10 +36,10 @@ impl Driver {
             }
             let end = match self.prefetch_end(*fetch, *offset) {
                 Some(end) => end,
-                // Bounded even when a cache is in use: the first response may turn
-                // caching off (no validators, a portal), and this request would then
-                // run to the end of the file.
-                None if self.look_ahead_capped && self.prefetch.is_none() => {
+                // A metered link bounds it even when a cache is in use: the first
+                // response may turn caching off (no validators, a portal), and this
+                // request would then run to the end of the file.
+                None if self.look_ahead_capped => {
                     let end = self.first_capped_end(*fetch, *offset);
                     self.within_rate_window(*offset, end)
                 }
