@@ -55,6 +55,12 @@ pub(crate) use stop::StopSignal;
 /// 8.8 MiB.
 pub(crate) const CHUNK_SIZE: usize = 256 * 1024;
 
+/// A target this close past what the running fetch has received is about to arrive:
+/// waiting for it beats a new request (decoders probe a small file's end right after
+/// opening; without this a 100 KB FLAC sometimes cost 3 requests instead of 1). A reader
+/// farther ahead than this reads elsewhere, and the fetch waits rather than fill the gap.
+pub(crate) const NEAR_AHEAD: u64 = 128 * 1024;
+
 /// Bytes per chunk for a look-ahead: a quarter of it (16 KiB to 256 KiB), so several
 /// chunks fit in the channel.
 pub(crate) fn chunk_size(look_ahead: u64) -> usize {

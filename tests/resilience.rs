@@ -369,6 +369,47 @@ fn a_spent_retry_budget_is_the_last_http_status_not_eof() {
     drop(body);
 }
 
+/// A read that asks again after playback gave up plays on from there: one open-ended
+/// request, as playback was before the failure, not the small windows that follow a seek
+/// (a decoder that swallowed the first error then meets the next one at once, instead of
+/// reading on from a place it no longer knows).
+#[test]
+fn a_read_after_playback_gave_up_plays_on_with_one_open_ended_request() {
+    let cut = 300_000u64;
+    let (server, body) = serve("/f", 4 * MIB, 16);
+    server.set_default_fault("/f", Fault::CloseAfter(cut));
+    let mut session = FileSource::open(url(&server, "/f"), quick().with_max_retries(0)).unwrap();
+    let (got, err) = read_until_error(&mut session);
+    assert!(got == body[..got.len()], "bytes before the error");
+    assert!(matches!(file_error(&err), FileError::Network(_)), "{err:?}");
+    let failed_at = got.len() as u64;
+    assert_eq!(failed_at, cut, "the first response was cut at {cut}");
+    let mut next = vec![0; 100];
+    session.read_exact(&mut next).unwrap();
+    assert!(
+        next == body[cut as usize..cut as usize + 100],
+        "bytes after the error"
+    );
+    let ranges: Vec<Option<String>> = server.requests().into_iter().map(|r| r.range).collect();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(ranges[1].as_deref(), Some(format!("bytes={cut}-").as_str()));
+
+    // After a seek, by contrast, the first request is a bounded window.
+    let far = 3 * MIB as u64;
+    session.seek(SeekFrom::Start(far)).unwrap();
+    session.read_exact(&mut next).unwrap();
+    assert!(
+        next == body[far as usize..far as usize + 100],
+        "bytes after the seek"
+    );
+    let last = server.requests().last().and_then(|r| r.range.clone());
+    let range = last.expect("a range request after the seek");
+    assert!(
+        range.starts_with(&format!("bytes={far}-")) && !range.ends_with('-'),
+        "{range}"
+    );
+}
+
 #[test]
 fn a_refused_connection_is_retried_then_reported() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

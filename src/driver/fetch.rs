@@ -10,8 +10,8 @@ use super::http::Answer;
 use super::pump::{OpenBody, Pumped};
 use super::retry::{Failure, Transient};
 use super::run::{Driver, Flow, Interrupt};
-use super::window::{capped_request, next_request, Next};
-use super::Fetch;
+use super::window::{capped_request, next_request, Next, PLAYING_AFTER};
+use super::{Fetch, NEAR_AHEAD};
 use crate::error::at_url;
 use crate::events::{DownloadState, FileEvent};
 use crate::range_policy::{
@@ -20,6 +20,9 @@ use crate::range_policy::{
 };
 use crate::range_set::RangeSet;
 use crate::FileError;
+
+/// How often a fetch whose reader reads beyond its reach looks whether it came back.
+const BEYOND_REACH_LOOK: Duration = Duration::from_millis(20);
 
 impl Driver {
     /// The first fetch, on the caller's thread: until its response's headers (and, when
@@ -190,7 +193,8 @@ impl Driver {
             return Ok(end);
         }
         let capped = self.capped();
-        if (fetch.epoch == 0 && !capped) || !self.status.ranges() {
+        let plays_on = self.plays_on(fetch);
+        if (plays_on && !capped) || !self.status.ranges() {
             return Ok(fetch.end);
         }
         if self.read_mark.0 != fetch.epoch {
@@ -199,19 +203,30 @@ impl Driver {
         loop {
             let limit = fetch.end.or(self.status.size());
             let reader = self.status.position();
-            // What the reader really read on since the fetch started: short seeks forward
-            // within the fetch's reach are not reading (300 random seeks made the server
-            // send 78 MB for 17 MB received when they counted).
-            let read = self.status.read_total().saturating_sub(self.read_mark.1);
-            let start = fetch.start.max(reader.saturating_sub(read));
+            let start = self.run_start(fetch, reader);
             let next = if capped {
-                let playing = fetch.epoch == 0;
-                capped_request(start, offset, reader, self.look_ahead, limit, playing)
+                capped_request(start, offset, reader, self.look_ahead, limit, plays_on)
             } else {
                 next_request(start, offset, reader, self.look_ahead, limit)
             };
+            let beyond_reach = reader > offset.saturating_add(NEAR_AHEAD);
             let position = match next {
-                Next::Request { end } => return Ok(end),
+                // A reader past the fetch's reach reads elsewhere (held bytes ahead, or a
+                // seek whose fetch is on its way): the gap is not asked for. It looks
+                // again now and then, for a reader that comes back within reach.
+                Next::Request { .. } if beyond_reach => {
+                    self.http.close_retired();
+                    select! {
+                        recv(self.commands) -> command => return Err(Interrupt::from_command(command.ok()).into()),
+                        recv(self.stop.receiver()) -> _ => return Err(Flow::Exit),
+                        default(BEYOND_REACH_LOOK) => continue,
+                    }
+                }
+                // A seek's fetch sent meanwhile goes first.
+                Next::Request { end } => match self.poll_interrupt() {
+                    Some(interrupt) => return Err(interrupt.into()),
+                    None => return Ok(end),
+                },
                 Next::WaitFor { position } => position,
             };
             let Some(demand) = self.status.demand(position) else {
@@ -411,7 +426,7 @@ impl Driver {
             {
                 Ok(())
             }
-            Failure::Fatal(error) => Err(self.fail(fetch.epoch, error)),
+            Failure::Fatal(error) => Err(self.give_up(*fetch, *offset, error)),
             Failure::Transient(transient) => {
                 let url = self.http.shown_url();
                 match self.retries.next_delay(&transient, &url) {
@@ -423,11 +438,43 @@ impl Driver {
                         let pinned = self.http.pinned.as_ref();
                         let error =
                             short_partials_verdict(pinned, &self.short_partials).unwrap_or(error);
-                        Err(self.fail(fetch.epoch, error))
+                        Err(self.give_up(*fetch, *offset, error))
                     }
                 }
             }
         }
+    }
+
+    /// Ends `fetch` with `error` at `offset`, remembering whether the reader was playing.
+    fn give_up(&mut self, fetch: Fetch, offset: u64, error: FileError) -> Flow {
+        let reader = self.status.position();
+        let read_on = reader.saturating_sub(self.run_start(fetch, reader));
+        let playing = self.plays_on(fetch) || read_on >= PLAYING_AFTER;
+        self.resume_playing_at = playing.then_some(offset);
+        self.fail(fetch.epoch, error)
+    }
+
+    /// Whether `fetch` is playback from its first byte: the first fetch, or a read asking
+    /// again where a playing fetch gave up. Such a fetch is one open-ended request.
+    fn plays_on(&self, fetch: Fetch) -> bool {
+        fetch.epoch == 0 || self.resume_playing_at == Some(fetch.start)
+    }
+
+    /// Where the reader at `reader` began reading on within `fetch`: the latest of the
+    /// fetch's start, the reader's last seek, and the bytes it really read (short seeks
+    /// forward within the fetch's reach are not reading). 300 random seeks made the server
+    /// send 78 MB for 17 MB received when skipped bytes counted, and 4 MiB requests to the
+    /// end of the file when reads after several seeks into one fetch did.
+    fn run_start(&self, fetch: Fetch, reader: u64) -> u64 {
+        let read = if self.read_mark.0 == fetch.epoch {
+            self.status.read_total().saturating_sub(self.read_mark.1)
+        } else {
+            0
+        };
+        fetch
+            .start
+            .max(self.status.run_start())
+            .max(reader.saturating_sub(read))
     }
 
     /// The cached partial data was of an older version: the fetch starts over at byte 0.

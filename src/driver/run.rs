@@ -92,6 +92,9 @@ pub(crate) struct Driver {
     /// The fetch (epoch) whose windows are paced, and the reader's read total when its
     /// first window was planned.
     pub(crate) read_mark: (u64, u64),
+    /// Where a fetch gave up while the reader was playing: a read that asks again from
+    /// there plays on (one open-ended request, as before the failure), not as after a seek.
+    pub(crate) resume_playing_at: Option<u64>,
     /// Set for a prefetch (no reader).
     pub(crate) prefetch: Option<Prefetching>,
 }
@@ -200,6 +203,7 @@ impl Driver {
             rate_window: spec.options.rate_limit.map(request_window),
             short_partials: Vec::new(),
             read_mark: (u64::MAX, 0),
+            resume_playing_at: None,
             prefetch: spec.prefetch.take().map(Prefetching::new),
         }
     }

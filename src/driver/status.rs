@@ -14,6 +14,11 @@ use crate::{lock, FileError};
 /// cannot collide with a real one.
 const UNKNOWN_SIZE: u64 = u64::MAX;
 
+/// A seek this short (either way) is a skip within the reader's run of reading, not a new
+/// one: demuxers step over a few bytes while they play. Random seeks across a file are
+/// almost never this short (3 % of 300 over 4.4 MB).
+const SKIP_WITHIN_RUN: u64 = 64 * 1024;
+
 /// A session's download, as the driver last reported it.
 #[derive(Debug)]
 pub(crate) struct Status {
@@ -32,6 +37,9 @@ pub(crate) struct Status {
     /// Bytes the reader has read (not sought past): how far it really read on since a
     /// fetch started, for the read-ahead after a seek.
     read_total: AtomicU64,
+    /// Where the reader's current run of reading began: the target of its last seek of
+    /// more than [`SKIP_WITHIN_RUN`]. Reading on from there is what shows it plays.
+    run_start: AtomicU64,
     /// The driver waits for the reader to reach this position (`u64::MAX`: it does not).
     demand_at: AtomicU64,
     demand_tx: Sender<()>,
@@ -55,6 +63,7 @@ impl Status {
             committed: AtomicBool::new(false),
             position: AtomicU64::new(0),
             read_total: AtomicU64::new(0),
+            run_start: AtomicU64::new(0),
             demand_at: AtomicU64::new(u64::MAX),
             demand_tx,
             demand_rx,
@@ -82,6 +91,19 @@ impl Status {
             self.demand_at.store(u64::MAX, Ordering::SeqCst);
             let _ = self.demand_tx.try_send(());
         }
+    }
+
+    /// The reader seeks from `from` to `to`: unless that is a skip within what it plays
+    /// (a demuxer stepping over a few bytes), a new run of reading starts there.
+    pub(crate) fn reader_seeks(&self, from: u64, to: u64) {
+        if from.abs_diff(to) > SKIP_WITHIN_RUN {
+            self.run_start.store(to, Ordering::Relaxed);
+        }
+    }
+
+    /// Where the reader's current run of reading began (see [`Status::reader_seeks`]).
+    pub(crate) fn run_start(&self) -> u64 {
+        self.run_start.load(Ordering::Relaxed)
     }
 
     /// The reader read `n` bytes (then [`Status::reader_moved`] says where it is).

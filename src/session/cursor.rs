@@ -13,17 +13,14 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 
 use crate::cache::PartialFile;
-use crate::driver::{Command, DriverHandle, Fetch, Message, Status, StopSignal, Want, CHUNK_SIZE};
+use crate::driver::{
+    Command, DriverHandle, Fetch, Message, Status, StopSignal, Want, CHUNK_SIZE, NEAR_AHEAD,
+};
 use crate::{lock, FileError};
 
 /// Recently read bytes kept for short backward seeks (decoders re-read headers and
 /// probe windows constantly).
 const HISTORY_BYTES: usize = 256 * 1024;
-
-/// A target this close past what the running fetch has received is about to arrive:
-/// waiting for it beats a new request (decoders probe a small file's end right after
-/// opening; without this a 100 KB FLAC sometimes cost 3 requests instead of 1).
-const NEAR_AHEAD: u64 = 128 * 1024;
 
 /// What a cursor works with, borrowed from its session.
 pub(crate) struct Env<'a> {
@@ -225,13 +222,19 @@ impl Cursor {
         if !ranges && target < self.position && !held {
             return Err(FileError::SeekNotSupported);
         }
+        env.status.reader_seeks(self.position, target);
         self.position = target;
-        env.status.reader_moved(target);
         let at_end = env.status.size().is_some_and(|size| target >= size);
-        if !held && !at_end && !self.live_reaches(env, target) && ranges {
-            self.request(env)?;
-        }
-        Ok(target)
+        let requested = if !held && !at_end && !self.live_reaches(env, target) && ranges {
+            self.request(env)
+        } else {
+            Ok(())
+        };
+        // Published after the fetch is sent: a driver woken by the new position finds the
+        // command already there, and never asks for the bytes between (4 MB at a time
+        // when a seek ahead woke it first).
+        env.status.reader_moved(target);
+        requested.map(|()| target)
     }
 
     /// Whether the bytes at `position` are in memory or in the partial cache file.
