@@ -109,3 +109,32 @@ fn random_seeks_receive_at_most_1_3x_what_they_read_and_reuse_connections() {
         );
     }
 }
+
+/// A demuxer that reads 16 KiB and steps over 100 KiB (another track's data), again and
+/// again after a seek, is playing: the bytes it steps over arrive anyway, and once it has
+/// read 256 KiB one open-ended request takes the rest (102 requests when every step
+/// counted as a new seek).
+#[test]
+fn a_reader_that_steps_over_data_after_a_seek_soon_plays_with_one_request() {
+    let server = TestServer::start();
+    let body = pattern(16 << 20, 9);
+    server.add_file("/v.mp4", body.clone());
+    let mut session = FileSource::open(url(&server, "/v.mp4"), FileSourceOptions::new()).unwrap();
+    let mut buf = vec![0u8; 16 * KIB as usize];
+    session.read_exact(&mut buf).unwrap();
+    let before = session.request_count();
+    let mut at = 4 << 20;
+    for step in 0..100 {
+        session.seek(SeekFrom::Start(at)).unwrap();
+        session.read_exact(&mut buf).unwrap();
+        let i = at as usize;
+        assert!(
+            buf[..] == body[i..i + buf.len()],
+            "step {step}: bytes at {at}"
+        );
+        at += 116 * KIB;
+    }
+    let requests = session.request_count() - before;
+    println!("100 steps of 16 KiB read + 100 KiB skipped: {requests} requests");
+    assert!(requests <= 20, "{requests} requests");
+}

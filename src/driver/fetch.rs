@@ -93,6 +93,9 @@ impl Driver {
     ) -> Flow {
         self.retries.reset();
         self.short_partials.clear();
+        if self.resume_playing_at != Some(fetch.start) {
+            self.resume_playing_at = None;
+        }
         loop {
             let interrupt = match self.poll_interrupt() {
                 None if self.handing_over() => Some(Interrupt::Exit),

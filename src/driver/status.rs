@@ -14,9 +14,8 @@ use crate::{lock, FileError};
 /// cannot collide with a real one.
 const UNKNOWN_SIZE: u64 = u64::MAX;
 
-/// A seek this short (either way) is a skip within the reader's run of reading, not a new
-/// one: demuxers step over a few bytes while they play. Random seeks across a file are
-/// almost never this short (3 % of 300 over 4.4 MB).
+/// A seek back this short is a step within the reader's run of reading, not a new one:
+/// demuxers re-read a few bytes while they play.
 const SKIP_WITHIN_RUN: u64 = 64 * 1024;
 
 /// A session's download, as the driver last reported it.
@@ -93,12 +92,21 @@ impl Status {
         }
     }
 
-    /// The reader seeks from `from` to `to`: unless that is a skip within what it plays
-    /// (a demuxer stepping over a few bytes), a new run of reading starts there.
-    pub(crate) fn reader_seeks(&self, from: u64, to: u64) {
-        if from.abs_diff(to) > SKIP_WITHIN_RUN {
+    /// The reader seeks from `from` to `to`, with a new fetch (`fetch`) or not. A new run
+    /// of reading starts there when the seek needs a fetch or goes back more than
+    /// [`SKIP_WITHIN_RUN`]. A skip forward that the running fetch reaches is not a new run
+    /// (a demuxer stepping over another track's data): its bytes arrive anyway, and only
+    /// what the reader reads counts (see `read_total`).
+    pub(crate) fn reader_seeks(&self, from: u64, to: u64, fetch: bool) {
+        if fetch || to.saturating_add(SKIP_WITHIN_RUN) < from {
             self.run_start.store(to, Ordering::Relaxed);
         }
+    }
+
+    /// Stores the reader's position without waking a driver that waits for it (see
+    /// [`Status::reader_moved`]).
+    pub(crate) fn set_position(&self, position: u64) {
+        self.position.store(position, Ordering::SeqCst);
     }
 
     /// Where the reader's current run of reading began (see [`Status::reader_seeks`]).

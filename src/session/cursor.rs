@@ -222,17 +222,16 @@ impl Cursor {
         if !ranges && target < self.position && !held {
             return Err(FileError::SeekNotSupported);
         }
-        env.status.reader_seeks(self.position, target);
-        self.position = target;
         let at_end = env.status.size().is_some_and(|size| target >= size);
-        let requested = if !held && !at_end && !self.live_reaches(env, target) && ranges {
-            self.request(env)
-        } else {
-            Ok(())
-        };
-        // Published after the fetch is sent: a driver woken by the new position finds the
-        // command already there, and never asks for the bytes between (4 MB at a time
-        // when a seek ahead woke it first).
+        let fetch = !held && !at_end && !self.live_reaches(env, target) && ranges;
+        env.status.reader_seeks(self.position, target, fetch);
+        self.position = target;
+        // The driver sees the new position before the seek's fetch (a fetch that starts
+        // behind a stale position would wait for the reader to come back), but is woken
+        // by it only after: woken first, it asked for the whole gap to the target (4 MB
+        // requests, abandoned at once).
+        env.status.set_position(target);
+        let requested = if fetch { self.request(env) } else { Ok(()) };
         env.status.reader_moved(target);
         requested.map(|()| target)
     }
