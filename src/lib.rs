@@ -61,7 +61,7 @@
 //!
 //! `Seek` (all three [`SeekFrom`](std::io::SeekFrom)s) and [`FileSession::seek_bytes`]
 //! never block on the network: a seek into bytes the session holds costs nothing, any
-//! other starts a `Range` request: bounded at first (32 KiB, then growing with what the
+//! other starts a `Range` request: bounded at first (16 KiB, then growing with what the
 //! reader reads on, on a kept-alive connection), one open-ended request once the reader
 //! has read 256 KiB on (it is playing, not probing). [`FileSession::is_seekable`] says whether every
 //! position is reachable; [`FileSession::buffered_ranges`] is what a seek bar shows.
