@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crossbeam_channel::select;
+use crossbeam_channel::{after, never, select};
 
 use super::http::Answer;
 use super::pump::{OpenBody, Pumped};
@@ -213,27 +213,22 @@ impl Driver {
                 next_request(start, offset, reader, self.look_ahead, limit)
             };
             let beyond_reach = reader > offset.saturating_add(NEAR_AHEAD);
-            let position = match next {
+            // What ends the wait for the reader: it reaches a position, or (beyond reach)
+            // a look now and then.
+            let (demand, look) = match next {
                 // A reader past the fetch's reach reads elsewhere (held bytes ahead, or a
                 // seek whose fetch is on its way): the gap is not asked for. It looks
                 // again now and then, for a reader that comes back within reach.
-                Next::Request { .. } if beyond_reach => {
-                    self.http.close_retired();
-                    select! {
-                        recv(self.commands) -> command => return Err(Interrupt::from_command(command.ok()).into()),
-                        recv(self.stop.receiver()) -> _ => return Err(Flow::Exit),
-                        default(BEYOND_REACH_LOOK) => continue,
-                    }
-                }
+                Next::Request { .. } if beyond_reach => (never(), after(BEYOND_REACH_LOOK)),
                 // A seek's fetch sent meanwhile goes first.
                 Next::Request { end } => match self.poll_interrupt() {
                     Some(interrupt) => return Err(interrupt.into()),
                     None => return Ok(end),
                 },
-                Next::WaitFor { position } => position,
-            };
-            let Some(demand) = self.status.demand(position) else {
-                continue;
+                Next::WaitFor { position } => match self.status.demand(position) {
+                    Some(demand) => (demand.clone(), never()),
+                    None => continue,
+                },
             };
             // Idle until the reader gets there: nothing follows an abandoned body now.
             self.http.close_retired();
@@ -241,6 +236,7 @@ impl Driver {
                 recv(self.commands) -> command => return Err(Interrupt::from_command(command.ok()).into()),
                 recv(self.stop.receiver()) -> _ => return Err(Flow::Exit),
                 recv(demand) -> _ => {}
+                recv(look) -> _ => {}
             }
         }
     }

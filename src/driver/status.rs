@@ -85,7 +85,7 @@ impl Status {
 
     /// The reader moved (read or seek); wakes a driver waiting for it to get that far.
     pub(crate) fn reader_moved(&self, position: u64) {
-        self.position.store(position, Ordering::SeqCst);
+        self.set_position(position);
         if position >= self.demand_at.load(Ordering::SeqCst) {
             self.demand_at.store(u64::MAX, Ordering::SeqCst);
             let _ = self.demand_tx.try_send(());
