@@ -190,7 +190,13 @@ impl CacheSink {
     }
 
     /// The driver ends: commit a complete body, else keep what was written for next time.
+    /// A body of unknown length whose end is known (it ended cleanly) counts as complete
+    /// even when the stop came before the fetch's own end told the sink: the reader saw
+    /// the end and dropped the session at once.
     pub(crate) fn finish(&mut self) {
+        if let Some(size) = self.status.size() {
+            self.length_known(size);
+        }
         self.commit_if_complete();
         if let Some(partial) = &self.partial {
             if partial.is_committed() {
