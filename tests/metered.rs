@@ -105,6 +105,78 @@ fn the_look_ahead_caps_what_is_fetched_ahead_of_a_reader_that_stops() {
     }
 }
 
+/// The cap holds wherever the reader stops, not only on a chunk boundary: stops inside a
+/// chunk and look-aheads that are no power of two let a chunk's worth more in when only
+/// the channel (which counts whole chunks) holds the driver back. Each session then reads
+/// on to the end, byte-exact, through the driver's wait for the reader.
+///
+/// Known gap, ignored until fixed: today the cap holds only on a chunk boundary (64 KiB
+/// look-ahead, reader stopped at 1,000,000: 81,344 bytes ahead). A byte gate before each
+/// socket read passed this test but made the demuxer-step test in tests/seek_traffic.rs
+/// vary from 17–18 to 0–23 requests; see the issue note.
+#[test]
+#[ignore = "known gap: the look-ahead cap holds on chunk boundaries only"]
+fn the_look_ahead_caps_what_is_fetched_wherever_the_reader_stops() {
+    let server = TestServer::start();
+    let body = pattern(8 * MIB as usize, 6);
+    server.add_file("/f", body.clone());
+    for look_ahead in [64 * KIB, 300_000, MIB + 1, 4 * MIB] {
+        for stop in [MIB, 1_000_000, MIB + 12_345] {
+            let mut session = FileSource::open(
+                url(&server, "/f"),
+                FileSourceOptions::new().with_look_ahead(look_ahead),
+            )
+            .unwrap();
+            let mut read = vec![0u8; stop as usize];
+            session.read_exact(&mut read).unwrap();
+            settle(&session);
+            let ahead = session.bytes_fetched() - stop;
+            assert!(
+                ahead <= look_ahead,
+                "look-ahead {look_ahead}, reader stopped at {stop}: {ahead} bytes ahead"
+            );
+            // Not held back by much either: the driver refills to within a chunk.
+            assert!(
+                ahead + look_ahead.div_ceil(4).min(256 * KIB) >= look_ahead,
+                "look-ahead {look_ahead}, reader stopped at {stop}: only {ahead} bytes ahead"
+            );
+            session.read_to_end(&mut read).unwrap();
+            assert!(
+                read == body,
+                "look-ahead {look_ahead}, stop {stop}: bytes differ"
+            );
+        }
+    }
+}
+
+/// The same wait for the reader on the `Stream` path: a 64 KiB look-ahead streamed to the
+/// end, byte-exact.
+#[test]
+fn a_stream_with_a_small_look_ahead_runs_to_the_end() {
+    use futures::StreamExt;
+    let server = TestServer::start();
+    let body = pattern(4 * MIB as usize + 777, 7);
+    server.add_file("/s", body.clone());
+    let session = FileSource::open(
+        url(&server, "/s"),
+        FileSourceOptions::new().with_look_ahead(64 * KIB),
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    futures::executor::block_on(async {
+        let mut stream = session.stream();
+        while let Some(chunk) = stream.next().await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+    });
+    assert!(
+        got == body,
+        "{} of {} bytes, or bytes differ",
+        got.len(),
+        body.len()
+    );
+}
+
 #[test]
 fn on_a_metered_link_nothing_is_requested_past_the_look_ahead() {
     let server = TestServer::start();
