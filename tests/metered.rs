@@ -13,6 +13,26 @@ use support::{file_error, pattern, url, Fault, TestServer};
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
 
+/// Opens `path` with `look_ahead`, reads `stop` bytes, and lets the driver take all it
+/// may: the session, what was read, and the bytes fetched past the reader.
+fn stop_after(
+    server: &TestServer,
+    path: &str,
+    look_ahead: u64,
+    stop: u64,
+) -> (kithara_file::FileSession, Vec<u8>, u64) {
+    let mut session = FileSource::open(
+        url(server, path),
+        FileSourceOptions::new().with_look_ahead(look_ahead),
+    )
+    .unwrap();
+    let mut read = vec![0u8; stop as usize];
+    session.read_exact(&mut read).unwrap();
+    settle(&session);
+    let ahead = session.bytes_fetched() - stop;
+    (session, read, ahead)
+}
+
 /// Waits until the driver stops fetching (nothing new for 100 ms), at most 5 s.
 fn settle(session: &kithara_file::FileSession) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -77,16 +97,8 @@ fn the_look_ahead_caps_what_is_fetched_ahead_of_a_reader_that_stops() {
     server.add_file("/big", pattern(64 * MIB as usize, 2));
     for look_ahead in [256 * KIB, MIB, 4 * MIB] {
         server.reset_counters();
-        let mut session = FileSource::open(
-            url(&server, "/big"),
-            FileSourceOptions::new().with_look_ahead(look_ahead),
-        )
-        .unwrap();
-        let mut head = vec![0u8; MIB as usize];
-        session.read_exact(&mut head).unwrap();
-        // The reader stops; let the driver take all it may.
-        settle(&session);
-        let ahead = session.bytes_fetched() - MIB;
+        // The reader stops; the driver takes all it may.
+        let (session, _, ahead) = stop_after(&server, "/big", look_ahead, MIB);
         println!(
             "look-ahead {look_ahead}: reader stopped after 1 MiB of 64 MiB, {} bytes fetched \
              ({ahead} ahead), {} served",
@@ -122,15 +134,7 @@ fn the_look_ahead_caps_what_is_fetched_wherever_the_reader_stops() {
     server.add_file("/f", body.clone());
     for look_ahead in [64 * KIB, 300_000, MIB + 1, 4 * MIB] {
         for stop in [MIB, 1_000_000, MIB + 12_345] {
-            let mut session = FileSource::open(
-                url(&server, "/f"),
-                FileSourceOptions::new().with_look_ahead(look_ahead),
-            )
-            .unwrap();
-            let mut read = vec![0u8; stop as usize];
-            session.read_exact(&mut read).unwrap();
-            settle(&session);
-            let ahead = session.bytes_fetched() - stop;
+            let (mut session, mut read, ahead) = stop_after(&server, "/f", look_ahead, stop);
             assert!(
                 ahead <= look_ahead,
                 "look-ahead {look_ahead}, reader stopped at {stop}: {ahead} bytes ahead"
