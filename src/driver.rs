@@ -18,6 +18,7 @@ mod cancel;
 mod fetch;
 mod handoff;
 mod http;
+mod look_ahead;
 mod prefetching;
 mod pump;
 mod rate;

@@ -182,14 +182,14 @@ impl FileSourceOptions {
     /// This bounds the memory a session holds, whatever the file size: the look-ahead
     /// plus a 256 KiB window of recently read bytes for short backward seeks.
     ///
-    /// The driver never receives more than this ahead of the reader when the reader
-    /// stands on a chunk boundary (a chunk is a quarter of the look-ahead, at most
-    /// 256 KiB; [`FileSession::bytes_fetched`](crate::FileSession::bytes_fetched) minus
-    /// the position), and at most the rest of the reader's current chunk more when it
-    /// stops inside one. Whole-file playback stays one open-ended request,
-    /// paced by the reader, so the kernel's socket buffers may hold a few MB the server
-    /// already sent; [`with_metered_link`](Self::with_metered_link) bounds the requests
-    /// themselves.
+    /// The driver never receives more than this ahead of the reader, wherever the reader
+    /// stops ([`FileSession::bytes_fetched`](crate::FileSession::bytes_fetched) minus the
+    /// position), and refills once a chunk's worth (a quarter of the look-ahead, at most
+    /// 256 KiB) is free. A fetch that starts ahead of the reader (the reader still plays
+    /// cached bytes before it) may take this much from its start. Whole-file playback
+    /// stays one open-ended request, paced by the reader, so the kernel's socket buffers
+    /// may hold a few MB the server already sent;
+    /// [`with_metered_link`](Self::with_metered_link) bounds the requests themselves.
     ///
     /// ```
     /// use kithara_file::FileSourceOptions;

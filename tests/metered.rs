@@ -120,14 +120,9 @@ fn the_look_ahead_caps_what_is_fetched_ahead_of_a_reader_that_stops() {
 /// The cap holds wherever the reader stops, not only on a chunk boundary: stops inside a
 /// chunk and look-aheads that are no power of two let a chunk's worth more in when only
 /// the channel (which counts whole chunks) holds the driver back. Each session then reads
-/// on to the end, byte-exact, through the driver's wait for the reader.
-///
-/// Known gap, ignored until fixed: today the cap holds only on a chunk boundary (64 KiB
-/// look-ahead, reader stopped at 1,000,000: 81,344 bytes ahead). A byte gate before each
-/// socket read passed this test but made the demuxer-step test in tests/seek_traffic.rs
-/// vary from 17–18 to 0–23 requests; see the issue note.
+/// on to the end, byte-exact, through the driver's wait for the reader. (Before the
+/// driver counted bytes: 64 KiB look-ahead, reader stopped at 1,000,000, 81,344 ahead.)
 #[test]
-#[ignore = "known gap: the look-ahead cap holds on chunk boundaries only"]
 fn the_look_ahead_caps_what_is_fetched_wherever_the_reader_stops() {
     let server = TestServer::start();
     let body = pattern(8 * MIB as usize, 6);

@@ -113,7 +113,10 @@ fn random_seeks_receive_at_most_1_3x_what_they_read_and_reuse_connections() {
 /// A demuxer that reads 16 KiB and steps over 100 KiB (another track's data), again and
 /// again after a seek, is playing: the bytes it steps over arrive anyway, and once it has
 /// read 256 KiB one open-ended request takes the rest (102 requests when every step
-/// counted as a new seek).
+/// counted as a new seek). Ideally 17: the seek's fetch, 15 growing windows, then the
+/// open-ended one. A window the driver plans in the instant between the reader's read and
+/// its next skip is one request more (the skipped bytes follow in the next): 17–22 measured
+/// with two of these tests running at once, so the bound leaves room for a loaded machine.
 #[test]
 fn a_reader_that_steps_over_data_after_a_seek_soon_plays_with_one_request() {
     let server = TestServer::start();
@@ -136,5 +139,5 @@ fn a_reader_that_steps_over_data_after_a_seek_soon_plays_with_one_request() {
     }
     let requests = session.request_count() - before;
     println!("100 steps of 16 KiB read + 100 KiB skipped: {requests} requests");
-    assert!(requests <= 20, "{requests} requests");
+    assert!(requests <= 30, "{requests} requests");
 }

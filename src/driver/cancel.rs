@@ -71,11 +71,13 @@ impl Cancel {
     }
 
     /// A reader wants fetch `epoch`: if the driver is still on an older one and has been
-    /// silent for [`STALL_CHECK`] without being held back by a full channel, it is stuck
-    /// in a stalled body; cancel that request so the new fetch starts now.
-    pub(crate) fn nudge(&self, epoch: u64, front: Front, backpressured: bool) {
+    /// silent for [`STALL_CHECK`] without being held back (by a full channel, or waiting
+    /// for the reader to make room in the look-ahead), it is stuck in a stalled body;
+    /// cancel that request so the new fetch starts now. A held-back driver sees the
+    /// command at once, and its agent keeps its idle connections.
+    pub(crate) fn nudge(&self, epoch: u64, front: Front, channel_full: bool) {
         let silent = front.moved_at.elapsed() >= STALL_CHECK;
-        if front.epoch < epoch && silent && !backpressured {
+        if front.epoch < epoch && silent && !channel_full && !front.paced {
             self.cancel_below(epoch);
         }
     }

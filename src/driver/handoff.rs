@@ -58,8 +58,11 @@ pub(crate) struct Want {
 pub(crate) struct Front {
     pub epoch: u64,
     pub received_to: u64,
-    /// When the fetch started or last received bytes: a long silence is a stall.
+    /// When the fetch started, last received bytes or stopped waiting for the reader: a
+    /// long silence is a stall.
     pub moved_at: Instant,
+    /// The driver waits for the reader (the look-ahead is full): silent, not stalled.
+    pub paced: bool,
 }
 
 /// Bytes of the chunk being filled: they start at `offset` of fetch `epoch`.
@@ -151,6 +154,7 @@ pub(crate) fn handoff(capacity: usize, chunk_size: usize) -> (Outlet, Inlet) {
             epoch: 0,
             received_to: 0,
             moved_at: Instant::now(),
+            paced: false,
         },
         staged: None,
         blocked_since: None,
@@ -220,8 +224,17 @@ impl Outlet {
             epoch,
             received_to: start,
             moved_at: Instant::now(),
+            paced: false,
         };
         slot.staged = None;
+    }
+
+    /// The driver starts (`true`) or stops waiting for the reader to make room in the
+    /// look-ahead; the silence before it started does not count as a stall.
+    pub(crate) fn pace(&self, paced: bool) {
+        let mut slot = lock(&self.slot);
+        slot.front.paced = paced;
+        slot.front.moved_at = Instant::now();
     }
 
     /// Adds the bytes of one read, at `offset` of fetch `epoch`, to the chunk being filled.

@@ -92,6 +92,10 @@ impl BufferPool {
         &mut self.spare
     }
 
+    pub(crate) fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
     /// Starts the next read in a buffer of its own (a new fetch), so chunks stay whole.
     pub(crate) fn fresh(&mut self) {
         self.spare = BytesMut::new();
@@ -129,7 +133,7 @@ impl Driver {
             if let Some(interrupt) = self.poll_interrupt() {
                 break Pumped::Interrupted(interrupt);
             }
-            match self.read_once(fetch.epoch, open, position) {
+            match self.read_once(fetch, open, position) {
                 Ok(Read1::More) => {}
                 Ok(Read1::Ended) => break self.body_ended(open, *position),
                 Ok(Read1::Failed(error)) => {
@@ -167,7 +171,7 @@ impl Driver {
         mut open: OpenBody,
         position: &mut u64,
     ) -> Option<OpenBody> {
-        match self.read_once(fetch.epoch, &mut open, position) {
+        match self.read_once(fetch, &mut open, position) {
             Ok(Read1::More) => Some(open),
             // Ended or failed: the driver thread's loop sees where it stands and goes on.
             _ => {
@@ -178,16 +182,19 @@ impl Driver {
         }
     }
 
-    /// One socket read, staged. `Err` when a command came while the channel was full.
+    /// One socket read, staged. `Err` when a command came while the driver waited (for
+    /// the reader, the rate cap or room in the channel).
     fn read_once(
         &mut self,
-        epoch: u64,
+        fetch: Fetch,
         open: &mut OpenBody,
         position: &mut u64,
     ) -> Result<Read1, Interrupt> {
+        let epoch = fetch.epoch;
+        let ahead = self.look_ahead_room(fetch, *position, open.skip)?;
         let grant = self.throttle()?;
         let spare = self.pool.spare();
-        let room = spare.len().min(grant);
+        let room = spare.len().min(grant).min(ahead);
         let n = match open.body.read(&mut spare[..room]) {
             Ok(0) => return Ok(Read1::Ended),
             Ok(n) => n,
