@@ -33,7 +33,7 @@ impl Driver {
             }
             let Some(demand) = self
                 .status
-                .demand((next + refill).saturating_sub(self.look_ahead))
+                .demand(next.saturating_add(refill).saturating_sub(self.look_ahead))
             else {
                 continue;
             };
