@@ -22,8 +22,9 @@ impl Driver {
         if self.prefetch.is_some() {
             return Ok(usize::MAX);
         }
-        // Woken once a useful read fits: a chunk, not every few bytes the reader takes.
-        let refill = self.pool.chunk_size().min(self.look_ahead.max(1) as usize) as u64;
+        // Woken once a useful read fits: a chunk (at most a quarter of the look-ahead),
+        // not every few bytes the reader takes.
+        let refill = self.pool.chunk_size() as u64;
         loop {
             let from = self.status.position().max(fetch.start);
             let limit = from.saturating_add(self.look_ahead);
