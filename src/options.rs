@@ -16,6 +16,11 @@ pub const DEFAULT_LOOK_AHEAD: u64 = 4 * 1024 * 1024;
 /// Smallest accepted look-ahead: one chunk, so the driver can always make progress.
 pub const MIN_LOOK_AHEAD: u64 = 64 * 1024;
 
+/// Largest look-ahead: 1 GiB. A larger one (`u64::MAX` for "as much as it can") is this:
+/// the channel's slots are allocated up front, and `u64::MAX` asked for 2^46 of them
+/// (the process aborted).
+pub(crate) const MAX_LOOK_AHEAD: u64 = 1024 * 1024 * 1024;
+
 /// Headers the crate sets itself, or that would change what a response means: a user
 /// value would break byte offsets (`Range`, `Accept-Encoding`), turn a resume into a `304`
 /// or `412` (the conditionals), or break the framing (`Host`, `Content-Length`, ...).
@@ -190,6 +195,7 @@ impl FileSourceOptions {
     /// stays one open-ended request, paced by the reader, so the kernel's socket buffers
     /// may hold a few MB the server already sent;
     /// [`with_metered_link`](Self::with_metered_link) bounds the requests themselves.
+    /// At most 1 GiB: a larger value (`u64::MAX` for "as much as it can") is 1 GiB.
     ///
     /// ```
     /// use kithara_file::FileSourceOptions;
@@ -199,7 +205,7 @@ impl FileSourceOptions {
     /// ```
     #[must_use]
     pub fn with_look_ahead(mut self, bytes: u64) -> Self {
-        self.look_ahead = bytes;
+        self.look_ahead = bytes.min(MAX_LOOK_AHEAD);
         self
     }
 

@@ -447,6 +447,33 @@ fn model_with_a_small_look_ahead() {
 // ---------------------------------------------------------------- backpressure
 
 #[test]
+fn a_look_ahead_past_1_gib_is_1_gib() {
+    // `u64::MAX` ("as much as it can") used to ask the channel for 2^46 slots up front:
+    // the process aborted. Metered, the windows end at most 1 GiB past the reader.
+    let (server, body) = serve(3 * MIB, 7);
+    for look_ahead in [u64::MAX, u64::MAX / 2, 1 << 40, (1 << 30) + 1] {
+        for metered in [false, true] {
+            server.reset_counters();
+            let options = FileSourceOptions::new()
+                .with_look_ahead(look_ahead)
+                .with_metered_link(metered);
+            let mut session = FileSource::open(url(&server, "/file.bin"), options).unwrap();
+            let mut got = Vec::new();
+            session.read_to_end(&mut got).unwrap();
+            assert!(got == body, "look-ahead {look_ahead}, metered {metered}");
+            for request in server.requests() {
+                let range = request.range.expect("a Range");
+                let (first, last) = range.trim_start_matches("bytes=").split_once('-').unwrap();
+                if let Ok(last) = last.parse::<u64>() {
+                    let first: u64 = first.parse().unwrap();
+                    assert!(last - first < 1 << 30, "{range}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn memory_ahead_of_the_reader_is_bounded_by_the_look_ahead() {
     let (server, body) = serve(32 * MIB, 15);
     let look_ahead = 512 * 1024;
