@@ -68,12 +68,15 @@ pub(crate) fn chunk_size(look_ahead: u64) -> usize {
     (look_ahead / 4).clamp(16 * 1024, CHUNK_SIZE as u64) as usize
 }
 
-/// Channel slots for a look-ahead: with the chunk the driver fills, never more than the
-/// look-ahead in flight.
+/// Channel slots for a look-ahead: every chunk the look-ahead can span (one more for
+/// where the reader stands inside one), so the channel never holds the driver back before
+/// the look-ahead gate does (`driver/look_ahead.rs` caps the bytes). With one slot fewer
+/// than the look-ahead has chunks, a first window of 300,001 bytes (chunks of 75,000)
+/// stopped one byte short: its body was not read to its end, and a seek after it paid a
+/// new TCP connection.
 pub(crate) fn channel_capacity(look_ahead: u64) -> usize {
-    ((look_ahead / chunk_size(look_ahead) as u64) as usize)
-        .saturating_sub(1)
-        .max(1)
+    // At most 4,097 slots (the look-ahead is at most 1 GiB), allocated up front.
+    look_ahead.div_ceil(chunk_size(look_ahead) as u64) as usize + 1
 }
 
 /// How long dropping a session waits for a driver stuck where cancellation cannot reach

@@ -225,6 +225,58 @@ fn on_a_metered_link_nothing_is_requested_past_the_look_ahead() {
     }
 }
 
+/// Waits until the driver has fetched all of its first (bounded) request, at most 5 s,
+/// and returns that request's size.
+fn await_first_window(server: &TestServer, session: &kithara_file::FileSession) -> u64 {
+    let range = server.requests()[0].range.clone().expect("a Range");
+    let (first, last) = range.trim_start_matches("bytes=").split_once('-').unwrap();
+    let window = last.parse::<u64>().expect("a bounded window") + 1 - first.parse::<u64>().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while session.bytes_fetched() < window && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        session.bytes_fetched(),
+        window,
+        "the first window never filled"
+    );
+    window
+}
+
+#[test]
+fn on_a_metered_link_a_seek_after_a_full_window_reuses_its_connection() {
+    // A player that opens and then seeks to where the user left off. Once the first
+    // window is all in, its body is read to its end at once (before its bytes wait for
+    // the reader), so the connection is back in the pool for the seek's request.
+    let body = pattern(64 * MIB as usize, 3);
+    for look_ahead in [256 * KIB, 300_001, MIB] {
+        for at in [32 * MIB, look_ahead + 5, 64 * MIB - 4 * KIB] {
+            let server = TestServer::start();
+            server.add_file("/m", body.clone());
+            let options = FileSourceOptions::new()
+                .with_look_ahead(look_ahead)
+                .with_metered_link(true);
+            let mut session = FileSource::open(url(&server, "/m"), options).unwrap();
+            let window = await_first_window(&server, &session);
+            assert!(window <= look_ahead, "{window} > {look_ahead}");
+            session.seek(SeekFrom::Start(at)).unwrap();
+            let mut buf = vec![0u8; 4 * KIB as usize];
+            session.read_exact(&mut buf).unwrap();
+            assert!(buf[..] == body[at as usize..at as usize + buf.len()]);
+            let requests = server.requests();
+            let connections: std::collections::HashSet<u64> =
+                requests.iter().map(|r| r.connection).collect();
+            assert_eq!(
+                connections.len(),
+                1,
+                "look-ahead {look_ahead}, seek to {at}: {} requests on {} connections",
+                requests.len(),
+                connections.len()
+            );
+        }
+    }
+}
+
 #[test]
 fn the_default_look_ahead_keeps_whole_file_playback_one_request() {
     let server = TestServer::start();

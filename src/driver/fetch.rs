@@ -355,6 +355,9 @@ impl Driver {
                 self.announce(&answer.head);
                 let first = start.saturating_add(skip);
                 let mut open = OpenBody::new(answer.body, first, skip, end);
+                open.framed = end.is_some_and(|end| {
+                    answer.head.content_length == Some(end.saturating_sub(start))
+                });
                 if answer.head.status == 206 {
                     open.partial_validators = Some(validators_of(&answer.head, total));
                 }

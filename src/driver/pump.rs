@@ -26,6 +26,9 @@ pub(crate) struct OpenBody {
     pub skip: u64,
     /// The offset after the last byte the body carries, when known.
     pub end: Option<u64>,
+    /// The body's framing (its Content-Length) ends exactly at `end`: once the last byte
+    /// is in, the read that ends the body returns at once, with no socket read.
+    pub framed: bool,
     /// Bytes below this offset go out to a waiting reader at once.
     pub urgent_until: u64,
     /// A `206`'s validators: a run of them that delivers nothing is judged by
@@ -44,6 +47,7 @@ impl OpenBody {
             body,
             skip,
             end,
+            framed: false,
             urgent_until: start.saturating_add(URGENT_BYTES),
             partial_validators: None,
         }
@@ -64,6 +68,17 @@ enum Read1 {
     /// The body ended (cleanly, or past what the response promised).
     Ended,
     Failed(std::io::Error),
+}
+
+/// Reads a framed body that has given every byte it promised to its end (a read that
+/// returns 0 at once), before its last bytes wait for the reader or for room in the
+/// channel: that read hands the connection back to the agent's pool, so a seek made
+/// meanwhile reuses it (on a metered link a full window used to wait in the look-ahead
+/// first, and the seek after it paid a new TCP connection). Whatever the read gives, the
+/// body ends here: every promised byte is in.
+fn finish_body(body: &mut ureq::BodyReader<'static>) {
+    let mut probe = [0u8; 1];
+    while matches!(body.read(&mut probe), Err(e) if e.kind() == ErrorKind::Interrupted) {}
 }
 
 /// Chunk buffers: the one being filled, and whole chunks kept for reuse.
@@ -218,13 +233,21 @@ impl Driver {
         if over {
             piece.truncate(usable as usize);
         }
+        let offset = *position;
+        *position += piece.len() as u64;
+        let complete = !over && open.framed && open.end == Some(*position);
+        if complete {
+            finish_body(&mut open.body);
+        }
         if !piece.is_empty() {
-            let offset = *position;
-            *position += piece.len() as u64;
             let urgent = offset < open.urgent_until;
             self.deliver(epoch, offset, piece, urgent, full)?;
         }
-        Ok(if over { Read1::Ended } else { Read1::More })
+        Ok(if over || complete {
+            Read1::Ended
+        } else {
+            Read1::More
+        })
     }
 
     /// How many bytes the next socket read may take under the rate cap, waiting (and
