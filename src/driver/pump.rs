@@ -81,25 +81,18 @@ fn finish_body(body: &mut ureq::BodyReader<'static>) {
     while matches!(body.read(&mut probe), Err(e) if e.kind() == ErrorKind::Interrupted) {}
 }
 
-/// Chunk buffers: the one being filled, and whole chunks kept for reuse. A fetch's
-/// buffers double from `first` to `largest` while it runs: a seek's first bytes do not
-/// wait on zeroing a large buffer, and a sequential read moves 1 MiB per message.
+/// Chunk buffers: the one being filled, and whole chunks kept for reuse.
 pub(crate) struct BufferPool {
-    first: usize,
-    largest: usize,
-    /// The size of the buffer taken last in this fetch; 0 before its first.
-    size: usize,
+    chunk_size: usize,
     spare: BytesMut,
     recycled: VecDeque<Bytes>,
     limit: usize,
 }
 
 impl BufferPool {
-    pub(crate) fn new(first: usize, largest: usize, limit: usize) -> Self {
+    pub(crate) fn new(chunk_size: usize, limit: usize) -> Self {
         BufferPool {
-            first,
-            largest: largest.max(first),
-            size: 0,
+            chunk_size,
             spare: BytesMut::new(),
             recycled: VecDeque::new(),
             limit,
@@ -114,56 +107,30 @@ impl BufferPool {
         &mut self.spare
     }
 
-    /// The size a fetch's chunks start at.
-    pub(crate) fn first_chunk(&self) -> usize {
-        self.first
+    pub(crate) fn chunk_size(&self) -> usize {
+        self.chunk_size
     }
 
-    /// Starts the next read in a buffer of its own (a new fetch), so chunks stay whole,
-    /// and back at the first size.
+    /// Starts the next read in a buffer of its own (a new fetch), so chunks stay whole.
     pub(crate) fn fresh(&mut self) {
         self.spare = BytesMut::new();
-        self.size = 0;
     }
 
-    /// The next buffer: a recycled one the reader is done with when it is big enough,
-    /// else a fresh one. Recycled buffers smaller than a running fetch now wants are freed.
+    /// A recycled buffer the reader is done with, else a fresh one.
     fn take(&mut self) -> BytesMut {
-        let wanted = match self.size {
-            0 => self.first,
-            size => size.saturating_mul(2).min(self.largest),
-        };
-        self.size = wanted;
-        while let Some(oldest) = self.recycled.pop_front() {
+        if let Some(oldest) = self.recycled.pop_front() {
             match oldest.try_into_mut() {
-                Ok(buffer) if buffer.len() >= wanted => return buffer,
+                Ok(buffer) if buffer.len() == self.chunk_size => return buffer,
                 Ok(_) => {}
-                Err(still_shared) => {
-                    self.recycled.push_front(still_shared);
-                    break;
-                }
+                Err(still_shared) => self.recycled.push_front(still_shared),
             }
         }
-        BytesMut::zeroed(wanted)
-    }
-
-    /// Whether a chunk of this length spans a whole buffer (a size the pool hands out).
-    fn is_whole(&self, len: usize) -> bool {
-        let mut size = self.first;
-        loop {
-            if len == size {
-                return true;
-            }
-            if size >= self.largest || len < size {
-                return false;
-            }
-            size = size.saturating_mul(2).min(self.largest);
-        }
+        BytesMut::zeroed(self.chunk_size)
     }
 
     /// Keeps a chunk that spans a whole buffer, to reuse once the reader drops it.
     fn keep(&mut self, chunk: &Bytes) {
-        if !self.is_whole(chunk.len()) {
+        if chunk.len() != self.chunk_size {
             return;
         }
         if self.recycled.len() >= self.limit {
