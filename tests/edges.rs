@@ -738,3 +738,54 @@ fn a_dying_driver_fails_a_blocked_read_and_a_stream_waiting_for_the_turn() {
         drop(server);
     }
 }
+
+/// A body sent chunked with a Content-Length beside it (ureq, like RFC 9112, frames it by
+/// its chunks) whose last chunk comes late: every byte it promised is readable at once,
+/// not after the terminating chunk. (The driver reads a framed body to its end once its
+/// last byte is in; it must not take the Content-Length for the framing and wait there.)
+#[test]
+fn a_chunked_body_with_a_content_length_is_readable_before_its_last_chunk() {
+    use std::io::Write as _;
+    let body = pattern(1000, 9);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = body.clone();
+    let server = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+            if conn.read(&mut byte).unwrap() == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let mut response = format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-999/1000\r\n\
+             Content-Length: 1000\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+            sent.len()
+        )
+        .into_bytes();
+        response.extend_from_slice(&sent);
+        response.extend_from_slice(b"\r\n");
+        conn.write_all(&response).unwrap();
+        thread::sleep(Duration::from_secs(3));
+        let _ = conn.write_all(b"0\r\n\r\n");
+    });
+    let started = Instant::now();
+    let session = FileSource::open(
+        format!("http://{addr}/late").parse().unwrap(),
+        FileSourceOptions::new(),
+    )
+    .unwrap();
+    let mut got = vec![0u8; body.len()];
+    (&session).read_exact(&mut got).unwrap();
+    let took = started.elapsed();
+    assert!(got == body, "bytes differ");
+    assert!(
+        took < Duration::from_secs(1),
+        "the 1000 bytes took {took:?}: they waited for the terminating chunk"
+    );
+    drop(session);
+    server.join().unwrap();
+}

@@ -355,9 +355,10 @@ impl Driver {
                 self.announce(&answer.head);
                 let first = start.saturating_add(skip);
                 let mut open = OpenBody::new(answer.body, first, skip, end);
-                open.framed = end.is_some_and(|end| {
-                    answer.head.content_length == Some(end.saturating_sub(start))
-                });
+                // ureq's own framing, not the header: a chunked body with a Content-Length
+                // beside it ends at its last chunk, which a probe would wait for.
+                open.framed =
+                    end.is_some_and(|end| answer.framed_length == Some(end.saturating_sub(start)));
                 if answer.head.status == 206 {
                     open.partial_validators = Some(validators_of(&answer.head, total));
                 }

@@ -57,6 +57,9 @@ pub(crate) struct Answer {
     pub head: ResponseHead,
     pub plan: Plan,
     pub body: ureq::BodyReader<'static>,
+    /// The body's length as ureq frames it: `None` when chunked (which overrides a
+    /// Content-Length sent beside it) or close-delimited.
+    pub framed_length: Option<u64>,
 }
 
 impl Http {
@@ -175,10 +178,12 @@ impl Http {
         self.refreshing = false;
         // Later requests go straight to where the redirects led.
         self.url = url;
+        let framed_length = response.body().content_length();
         Ok(Answer {
             head,
             plan,
             body: response.into_body().into_reader(),
+            framed_length,
         })
     }
 
