@@ -743,12 +743,31 @@ fn a_dying_driver_fails_a_blocked_read_and_a_stream_waiting_for_the_turn() {
 /// its chunks) whose last chunk comes late: every byte it promised is readable at once,
 /// not after the terminating chunk. (The driver reads a framed body to its end once its
 /// last byte is in; it must not take the Content-Length for the framing and wait there.)
+/// Swept over where the last byte is read (by `open` on the caller's thread for a small
+/// file, by the driver thread for a larger one) and over `read` and `stream`.
 #[test]
 fn a_chunked_body_with_a_content_length_is_readable_before_its_last_chunk() {
+    for size in [1000, 300_000, 5 * MIB as usize + 3] {
+        for streamed in [false, true] {
+            let (took, got, body) = read_before_the_last_chunk(size, streamed);
+            assert!(got == body, "size {size}, stream {streamed}: bytes differ");
+            assert!(
+                took < Duration::from_secs(1),
+                "size {size}, stream {streamed}: the bytes took {took:?}: they waited for \
+                 the terminating chunk"
+            );
+        }
+    }
+}
+
+/// Serves one such body (its terminating chunk held until the client has every byte, at
+/// most 3 s) and reads it; how long the bytes took, what was read, the body.
+fn read_before_the_last_chunk(size: usize, streamed: bool) -> (Duration, Vec<u8>, Vec<u8>) {
     use std::io::Write as _;
-    let body = pattern(1000, 9);
+    let body = pattern(size, 9);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let (done, held) = std::sync::mpsc::channel::<()>();
     let sent = body.clone();
     let server = thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
@@ -760,16 +779,17 @@ fn a_chunked_body_with_a_content_length_is_readable_before_its_last_chunk() {
             }
             head.push(byte[0]);
         }
+        let len = sent.len();
         let mut response = format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-999/1000\r\n\
-             Content-Length: 1000\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
-            sent.len()
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-{}/{len}\r\n\
+             Content-Length: {len}\r\nTransfer-Encoding: chunked\r\n\r\n{len:x}\r\n",
+            len - 1
         )
         .into_bytes();
         response.extend_from_slice(&sent);
         response.extend_from_slice(b"\r\n");
-        conn.write_all(&response).unwrap();
-        thread::sleep(Duration::from_secs(3));
+        let _ = conn.write_all(&response);
+        let _ = held.recv_timeout(Duration::from_secs(3));
         let _ = conn.write_all(b"0\r\n\r\n");
     });
     let started = Instant::now();
@@ -778,14 +798,24 @@ fn a_chunked_body_with_a_content_length_is_readable_before_its_last_chunk() {
         FileSourceOptions::new(),
     )
     .unwrap();
-    let mut got = vec![0u8; body.len()];
-    (&session).read_exact(&mut got).unwrap();
+    let mut got = Vec::with_capacity(size);
+    if streamed {
+        futures::executor::block_on(async {
+            let mut stream = session.stream();
+            while got.len() < size {
+                match stream.next().await {
+                    Some(chunk) => got.extend_from_slice(&chunk.unwrap()),
+                    None => break,
+                }
+            }
+        });
+    } else {
+        got.resize(size, 0);
+        (&session).read_exact(&mut got).unwrap();
+    }
     let took = started.elapsed();
-    assert!(got == body, "bytes differ");
-    assert!(
-        took < Duration::from_secs(1),
-        "the 1000 bytes took {took:?}: they waited for the terminating chunk"
-    );
+    let _ = done.send(());
     drop(session);
     server.join().unwrap();
+    (took, got, body)
 }
