@@ -2040,8 +2040,13 @@ fn child_rss(args: &[String]) -> ExitCode {
         let size: u64 = parse_num(size)?;
         let seed: u64 = parse_num(seed)?;
         let sampler = PeakSampler::start();
-        let mut reader = open_reader(who, &url)?;
-        let result = checked_drain(&mut *reader, seed, 0, size, &sampler.peak);
+        // Every run holds a full look-ahead at least once (the issue: "compare runs whose
+        // look-ahead was actually full"); a reader that outran the network from the start
+        // left the 64 MiB run's peak below it, and 6b compared unlike runs.
+        let mut head = vec![0u8; BUFFER];
+        let mut reader = open_full(who, &url, &mut head)?;
+        check_bytes(seed, 0, &head, &mut Vec::new())?;
+        let result = checked_drain(&mut *reader, seed, BUFFER as u64, size, &sampler.peak);
         drop(reader);
         let (base, peak) = sampler.finish();
         result?;
