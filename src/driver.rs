@@ -13,6 +13,7 @@
 //! writes what it receives through [`cache_sink`] into the asset cache. [`status`] is what
 //! every handle can read without waiting: length, state, counters.
 
+mod buffer_pool;
 mod cache_sink;
 mod cancel;
 mod fetch;
@@ -47,14 +48,21 @@ pub(crate) use http::Freshness;
 pub(crate) use status::Status;
 pub(crate) use stop::StopSignal;
 
-/// The largest chunk: a reader that outruns the network blocks about once per chunk, so
-/// the chunk sets the context switches per MiB (a sequential 256 MiB read from nginx:
-/// 64 KiB chunks ~12/MiB, 256 KiB 5.6-7.1/MiB, 1 MiB 2.4-3.8/MiB). 1 MiB chunks were
-/// tried and reverted: the channel counts messages, so with 3 slots a few small pieces
-/// (the first bytes of a response go out at once) shrank the look-ahead in bytes, and a
-/// forward seek 2 MiB into a "full" 4 MiB look-ahead sent a request; RSS went from 5.7 to
-/// 8.8 MiB.
+/// The first chunk of every fetch, and the most a look-ahead's chunk count is sized for.
+/// A reader that outruns the network blocks about once per chunk, so the chunk sets the
+/// context switches per MiB (a sequential 256 MiB read from nginx: 64 KiB chunks ~12/MiB,
+/// 256 KiB 5.6-7.1/MiB, 1 MiB 2.4-3.8/MiB); a fetch's chunks therefore grow to
+/// [`LARGEST_CHUNK`] while it runs (`driver/buffer_pool.rs`). It starts at 256 KiB because a
+/// fresh buffer is zeroed: 1 MiB chunks from a fetch's start made a far seek + 4 KiB
+/// 285-380 µs, against 165-292 µs.
 pub(crate) const CHUNK_SIZE: usize = 256 * 1024;
+
+/// What a fetch's chunks grow to (for a look-ahead of at least 4 MiB). Measured against
+/// 256 KiB chunks (two interleaved runs each, nginx, 256 MiB): context switches 2.5-3.1
+/// per MiB against 5.6-6.8, far seeks unchanged (0.95-1.05x a plain Range GET), the RSS
+/// of a 1 GiB read 6.8-6.9 MiB against 5.6-5.7 and as flat in file size (1.00-1.01x a
+/// 64 MiB read) once the pool stopped freeing the buffers readers took pieces of.
+pub(crate) const LARGEST_CHUNK: usize = 1024 * 1024;
 
 /// A target this close past what the running fetch has received is about to arrive:
 /// waiting for it beats a new request (decoders probe a small file's end right after
@@ -62,10 +70,15 @@ pub(crate) const CHUNK_SIZE: usize = 256 * 1024;
 /// farther ahead than this reads elsewhere, and the fetch waits rather than fill the gap.
 pub(crate) const NEAR_AHEAD: u64 = 128 * 1024;
 
-/// Bytes per chunk for a look-ahead: a quarter of it (16 KiB to 256 KiB), so several
-/// chunks fit in the channel.
+/// Bytes in a fetch's first chunk for a look-ahead: a quarter of it (16 KiB to 256 KiB),
+/// so several chunks fit in the channel.
 pub(crate) fn chunk_size(look_ahead: u64) -> usize {
     (look_ahead / 4).clamp(16 * 1024, CHUNK_SIZE as u64) as usize
+}
+
+/// Bytes a fetch's chunks grow to: a quarter of the look-ahead (16 KiB to 1 MiB).
+pub(crate) fn largest_chunk(look_ahead: u64) -> usize {
+    (look_ahead / 4).clamp(16 * 1024, LARGEST_CHUNK as u64) as usize
 }
 
 /// Channel slots for a look-ahead: every chunk the look-ahead can span (one more for

@@ -22,9 +22,10 @@ impl Driver {
         if self.prefetch.is_some() {
             return Ok(usize::MAX);
         }
-        // Woken once a useful read fits: a chunk (at most a quarter of the look-ahead),
-        // not every few bytes the reader takes.
-        let refill = self.pool.chunk_size() as u64;
+        // Woken once a useful read fits: a fetch's first chunk (at most a quarter of the
+        // look-ahead, and 256 KiB), not every few bytes the reader takes. Not the chunk
+        // being filled: at 1 MiB the look-ahead would be held back by up to 1 MiB.
+        let refill = self.pool.first_chunk() as u64;
         loop {
             let from = self.status.position().max(fetch.start);
             let limit = from.saturating_add(self.look_ahead);

@@ -1,9 +1,8 @@
 //! A response body into the handoff: every socket read is staged at once (a waiting
-//! reader may take it), full chunks are sent, and chunk buffers are recycled once the
-//! reader has dropped them (no zeroing of a fresh buffer per chunk: memset was half of
-//! the driver's instructions before).
+//! reader may take it), full chunks are sent, and each chunk that ends its buffer goes
+//! to the pool (`driver/buffer_pool.rs`), which reuses the buffer once the reader has
+//! dropped every byte of it.
 
-use std::collections::VecDeque;
 use std::io::{ErrorKind, Read};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -79,65 +78,6 @@ enum Read1 {
 fn finish_body(body: &mut ureq::BodyReader<'static>) {
     let mut probe = [0u8; 1];
     while matches!(body.read(&mut probe), Err(e) if e.kind() == ErrorKind::Interrupted) {}
-}
-
-/// Chunk buffers: the one being filled, and whole chunks kept for reuse.
-pub(crate) struct BufferPool {
-    chunk_size: usize,
-    spare: BytesMut,
-    recycled: VecDeque<Bytes>,
-    limit: usize,
-}
-
-impl BufferPool {
-    pub(crate) fn new(chunk_size: usize, limit: usize) -> Self {
-        BufferPool {
-            chunk_size,
-            spare: BytesMut::new(),
-            recycled: VecDeque::new(),
-            limit,
-        }
-    }
-
-    /// The unfilled rest of the current buffer; a new one when it is used up.
-    fn spare(&mut self) -> &mut BytesMut {
-        if self.spare.is_empty() {
-            self.spare = self.take();
-        }
-        &mut self.spare
-    }
-
-    pub(crate) fn chunk_size(&self) -> usize {
-        self.chunk_size
-    }
-
-    /// Starts the next read in a buffer of its own (a new fetch), so chunks stay whole.
-    pub(crate) fn fresh(&mut self) {
-        self.spare = BytesMut::new();
-    }
-
-    /// A recycled buffer the reader is done with, else a fresh one.
-    fn take(&mut self) -> BytesMut {
-        if let Some(oldest) = self.recycled.pop_front() {
-            match oldest.try_into_mut() {
-                Ok(buffer) if buffer.len() == self.chunk_size => return buffer,
-                Ok(_) => {}
-                Err(still_shared) => self.recycled.push_front(still_shared),
-            }
-        }
-        BytesMut::zeroed(self.chunk_size)
-    }
-
-    /// Keeps a chunk that spans a whole buffer, to reuse once the reader drops it.
-    fn keep(&mut self, chunk: &Bytes) {
-        if chunk.len() != self.chunk_size {
-            return;
-        }
-        if self.recycled.len() >= self.limit {
-            self.recycled.pop_front();
-        }
-        self.recycled.push_back(chunk.clone());
-    }
 }
 
 impl Driver {
@@ -281,7 +221,7 @@ impl Driver {
     ) -> Result<(), Interrupt> {
         self.coverage.insert(offset..offset + piece.len() as u64);
         let staging = self.outlet.stage(epoch, offset, piece, urgent, full);
-        let sent = self.send_staging(epoch, staging);
+        let sent = self.send_staging(epoch, staging, full);
         self.after_delivery();
         sent
     }
@@ -300,13 +240,20 @@ impl Driver {
     /// Sends whatever is staged: the body ended, failed or is done.
     pub(crate) fn flush(&mut self, epoch: u64) -> Result<(), Interrupt> {
         let staging = self.outlet.unstage();
-        self.send_staging(epoch, staging)
+        self.send_staging(epoch, staging, false)
     }
 
-    fn send_staging(&mut self, epoch: u64, staging: Staging) -> Result<(), Interrupt> {
+    /// `ends_buffer`: the chunk to send, if any, ends its buffer (the read that filled the
+    /// buffer staged its last bytes).
+    fn send_staging(
+        &mut self,
+        epoch: u64,
+        staging: Staging,
+        ends_buffer: bool,
+    ) -> Result<(), Interrupt> {
         self.cache_taken(staging.taken);
         match staging.send {
-            Some(staged) => self.send_chunk(epoch, staged),
+            Some(staged) => self.send_chunk(epoch, staged, ends_buffer),
             None => Ok(()),
         }
     }
@@ -322,10 +269,21 @@ impl Driver {
         self.sink.settle();
     }
 
-    fn send_chunk(&mut self, epoch: u64, staged: Staged) -> Result<(), Interrupt> {
+    fn send_chunk(
+        &mut self,
+        epoch: u64,
+        staged: Staged,
+        ends_buffer: bool,
+    ) -> Result<(), Interrupt> {
         let offset = staged.offset;
-        let bytes = self.outlet.seal(staged);
-        self.pool.keep(&bytes);
+        // The chunk that ends a buffer is not copied even when small: the buffer comes
+        // back to the pool through it.
+        let bytes = if ends_buffer {
+            staged.bytes.freeze()
+        } else {
+            self.outlet.seal(staged)
+        };
+        self.pool.keep(&bytes, ends_buffer);
         // Written before it goes out: the reader may look for it on disk next.
         self.sink.write(offset, &bytes);
         let sent = self.outlet.send(

@@ -7,18 +7,19 @@ use std::time::Instant;
 
 use crossbeam_channel::{select, Receiver, TryRecvError};
 
+use super::buffer_pool::BufferPool;
 use super::cache_sink::CacheSink;
 use super::cancel::Cancel;
 use super::handoff::Outlet;
 use super::http::Http;
 use super::prefetching::Prefetching;
-use super::pump::{BufferPool, OpenBody};
+use super::pump::OpenBody;
 use super::rate::{request_window, TokenBucket};
 use super::report::Report;
 use super::retry::Retries;
 use super::status::Status;
 use super::stop::StopWatch;
-use super::{channel_capacity, chunk_size, Command, DriverSpec, Fetch, Opened};
+use super::{channel_capacity, chunk_size, largest_chunk, Command, DriverSpec, Fetch, Opened};
 use crate::range_policy::ShortPartial;
 use crate::range_set::RangeSet;
 use crate::FileError;
@@ -186,7 +187,11 @@ impl Driver {
         }
         Driver {
             http: Http::new(spec.url.clone(), spec.options.clone(), spec.pinned.clone()),
-            pool: BufferPool::new(chunk_size(look_ahead), channel_capacity(look_ahead) + 8),
+            pool: BufferPool::new(
+                chunk_size(look_ahead),
+                largest_chunk(look_ahead),
+                channel_capacity(look_ahead) + 8,
+            ),
             sink,
             outlet: parts.outlet,
             commands: parts.commands,
