@@ -1,9 +1,11 @@
 //! Chunk buffers for the driver thread: the one being filled, and the buffers of chunks
 //! sent, taken back once nobody holds any byte of them.
 //!
-//! A fetch's buffers double from the first size to the largest while it runs: a seek's
-//! first bytes do not wait on zeroing a large buffer, and a sequential read moves 1 MiB
-//! per message. Buffers are reused rather than freed and allocated again: a fresh one is
+//! The fresh buffers of a fetch double from the first size to the largest while it runs:
+//! a seek's first bytes do not wait on zeroing a large buffer, and a sequential read moves
+//! 1 MiB per message. A free buffer is used at its size (it needs no zeroing), so once a
+//! session has buffers of the largest size its chunks are that size from a fetch's start.
+//! Buffers are reused rather than freed and allocated again: a fresh one is
 //! zeroed (memset was half of the driver's instructions before buffers were reused), and
 //! a pool that lets buffers go is at the allocator's mercy for its peak (a 1 GiB read
 //! peaked one 1 MiB buffer above a 64 MiB one when every buffer a reader had taken pieces
@@ -26,8 +28,8 @@ pub(crate) struct BufferPool {
 }
 
 impl BufferPool {
-    /// A pool whose fetches start with `first`-byte buffers and grow to `largest`,
-    /// keeping at most `limit` sent buffers for reuse.
+    /// A pool whose fetches start their fresh buffers at `first` bytes and grow them to
+    /// `largest`, keeping at most `limit` sent buffers for reuse.
     pub(crate) fn new(first: usize, largest: usize, limit: usize) -> Self {
         BufferPool {
             first,
@@ -47,32 +49,30 @@ impl BufferPool {
         &mut self.spare
     }
 
-    /// The size a fetch's chunks start at.
+    /// The size a fetch's fresh buffers start at.
     pub(crate) fn first_chunk(&self) -> usize {
         self.first
     }
 
-    /// Starts the next read in a buffer of its own (a new fetch), so chunks stay whole,
-    /// and back at the first size.
+    /// Starts the next read in a buffer of its own (a new fetch), so chunks stay whole;
+    /// a fresh buffer is of the first size again.
     pub(crate) fn fresh(&mut self) {
         self.spare = BytesMut::new();
         self.size = 0;
     }
 
-    /// Keeps `chunk` when it ends its buffer (the read that filled the buffer sent it),
-    /// to take the buffer back once every chunk of it is dropped.
-    pub(crate) fn keep(&mut self, chunk: &Bytes, ends_buffer: bool) {
-        if !ends_buffer {
-            return;
-        }
+    /// Keeps `chunk`, the chunk that ends its buffer (the read that filled the buffer sent
+    /// it), to take the buffer back once every other piece of it is dropped. One chunk per
+    /// buffer: two kept handles would keep each other from ever looking free.
+    pub(crate) fn keep(&mut self, chunk: &Bytes) {
         if self.recycled.len() >= self.limit {
             self.recycled.pop_front();
         }
         self.recycled.push_back(chunk.clone());
     }
 
-    /// The next buffer: the oldest one nobody holds that is big enough, else a fresh one.
-    /// Kept buffers too small for what a running fetch now wants are freed.
+    /// The next buffer: the oldest one nobody holds that is big enough, else a fresh one
+    /// (zeroed). Kept buffers too small for what a running fetch now wants are freed.
     fn take(&mut self) -> BytesMut {
         // The used-up rest of the last buffer still shares it: it goes first, or that
         // buffer could never be found free.
@@ -92,10 +92,11 @@ impl BufferPool {
     }
 }
 
-/// The buffer behind `chunk`, its last chunk, which nobody else holds: as it is when it is
-/// at least `wanted` long (a chunk that spans its buffer); else, when the buffer is, the
-/// buffer from its start with `wanted` bytes zeroed again (a reader took the buffer's
-/// first bytes as pieces of their own).
+/// A buffer of at least `wanted` bytes from `chunk`, the chunk that ended its buffer, which
+/// nobody else holds: the chunk itself when it is that long (a chunk that spans its
+/// buffer, or the long tail of one); else the rest of its buffer, or the whole buffer from
+/// its start, with `wanted` bytes zeroed again (a reader took the buffer's first bytes as
+/// pieces of their own). `None` when the buffer is smaller than `wanted`.
 fn reclaim(mut chunk: BytesMut, wanted: usize) -> Option<BytesMut> {
     if chunk.len() >= wanted {
         return Some(chunk);
@@ -119,8 +120,9 @@ mod tests {
         for &len in pieces {
             let spare = pool.spare();
             let piece = spare.split_to(len).freeze();
-            let ends_buffer = spare.is_empty();
-            pool.keep(&piece, ends_buffer);
+            if spare.is_empty() {
+                pool.keep(&piece);
+            }
             sent.push(piece);
         }
         sent
@@ -157,16 +159,7 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_that_does_not_end_its_buffer_is_not_kept() {
-        let mut pool = BufferPool::new(1024, 1024, 8);
-        let spare = pool.spare();
-        let piece = spare.split_to(10).freeze();
-        pool.keep(&piece, false);
-        assert!(pool.recycled.is_empty());
-    }
-
-    #[test]
-    fn a_fetch_grows_its_buffers_and_a_new_fetch_starts_small_again() {
+    fn fresh_buffers_grow_within_a_fetch_and_start_small_again_in_the_next() {
         let mut pool = BufferPool::new(256, 1024, 8);
         let sizes: Vec<usize> = (0..4)
             .map(|_| {
@@ -179,6 +172,25 @@ mod tests {
         assert_eq!(sizes, [256, 512, 1024, 1024]);
         pool.fresh();
         assert_eq!(pool.spare().len(), 256);
+    }
+
+    #[test]
+    fn a_free_buffer_is_used_at_its_size_with_no_zeroing() {
+        let mut pool = BufferPool::new(256, 1024, 8);
+        for _ in 0..3 {
+            let len = pool.spare().len();
+            let mut chunk = pool.spare().split_to(len);
+            chunk.fill(7);
+            pool.keep(&chunk.freeze());
+        }
+        pool.fresh();
+        // 256 and 512 were too small for the growing fetch and freed; the 1024 is free.
+        let spare = pool.spare();
+        assert_eq!(spare.len(), 1024);
+        assert!(
+            spare.iter().all(|&b| b == 7),
+            "reused as it was, not zeroed"
+        );
     }
 
     #[test]

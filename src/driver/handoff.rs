@@ -298,10 +298,10 @@ impl Outlet {
         }
     }
 
-    /// Freezes a staged chunk for sending; small ones are copied.
-    pub(crate) fn seal(&self, staged: Staged) -> Bytes {
+    /// A chunk as it is sent: copied when small, so it does not hold its whole buffer.
+    pub(crate) fn seal(&self, chunk: Bytes) -> Bytes {
         let small = lock(&self.slot).small;
-        owned(staged.bytes.freeze(), small)
+        owned(chunk, small)
     }
 
     /// Sends a message, watching commands and the stop signal while the channel is full.

@@ -276,14 +276,13 @@ impl Driver {
         ends_buffer: bool,
     ) -> Result<(), Interrupt> {
         let offset = staged.offset;
-        // The chunk that ends a buffer is not copied even when small: the buffer comes
-        // back to the pool through it.
-        let bytes = if ends_buffer {
-            staged.bytes.freeze()
-        } else {
-            self.outlet.seal(staged)
-        };
-        self.pool.keep(&bytes, ends_buffer);
+        let chunk = staged.bytes.freeze();
+        // The pool keeps the chunk itself, the reader gets it (or its copy when small): the
+        // buffer comes back through the pool's handle once the reader drops every piece.
+        if ends_buffer {
+            self.pool.keep(&chunk);
+        }
+        let bytes = self.outlet.seal(chunk);
         // Written before it goes out: the reader may look for it on disk next.
         self.sink.write(offset, &bytes);
         let sent = self.outlet.send(
