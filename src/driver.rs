@@ -52,8 +52,7 @@ pub(crate) use stop::StopSignal;
 /// counted in. A reader that outruns the network blocks about once per chunk, so the chunk
 /// sets the context switches per MiB (a sequential 256 MiB read from nginx: 64 KiB chunks
 /// ~12/MiB, 256 KiB 5.6-7.1/MiB, 1 MiB 2.4-3.8/MiB); a fetch's fresh buffers therefore grow
-/// to [`LARGEST_CHUNK`] while it runs, and free ones are reused at their size
-/// (`driver/buffer_pool.rs`). It starts at 256 KiB because a fresh buffer is zeroed: 1 MiB
+/// to [`LARGEST_CHUNK`] while it runs, and free ones are reused (`driver/buffer_pool.rs`). It starts at 256 KiB because a fresh buffer is zeroed: 1 MiB
 /// fresh buffers from a fetch's start made a far seek + 4 KiB 285-380 µs, against
 /// 165-292 µs.
 pub(crate) const CHUNK_SIZE: usize = 256 * 1024;
@@ -64,6 +63,10 @@ pub(crate) const CHUNK_SIZE: usize = 256 * 1024;
 /// of a 1 GiB read 6.8-6.9 MiB against 5.6-5.7 and as flat in file size (1.00-1.01x a
 /// 64 MiB read) once the pool stopped freeing the buffers readers took pieces of.
 pub(crate) const LARGEST_CHUNK: usize = 1024 * 1024;
+
+/// Recently read bytes a reader keeps for short backward seeks (decoders re-read headers
+/// and probe windows constantly); the buffer pool is sized for them too.
+pub(crate) const HISTORY_BYTES: usize = 256 * 1024;
 
 /// A target this close past what the running fetch has received is about to arrive:
 /// waiting for it beats a new request (decoders probe a small file's end right after

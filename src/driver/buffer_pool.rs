@@ -3,8 +3,8 @@
 //!
 //! The fresh buffers of a fetch double from the first size to the largest while it runs:
 //! a seek's first bytes do not wait on zeroing a large buffer, and a sequential read moves
-//! 1 MiB per message. A free buffer is used at its size (it needs no zeroing), so once a
-//! session has buffers of the largest size its chunks are that size from a fetch's start.
+//! 1 MiB per message. A free buffer that went out whole is used at its size, with no
+//! zeroing; one a reader took pieces of comes back from its start, zeroed again.
 //! Buffers are reused rather than freed and allocated again: a fresh one is
 //! zeroed (memset was half of the driver's instructions before buffers were reused), and
 //! a pool that lets buffers go is at the allocator's mercy for its peak (a 1 GiB read
@@ -14,6 +14,8 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
+
+use super::{chunk_size, largest_chunk, HISTORY_BYTES};
 
 /// Chunk buffers: the one being filled, and the last chunk of each buffer sent, through
 /// which the buffer comes back.
@@ -28,6 +30,19 @@ pub(crate) struct BufferPool {
 }
 
 impl BufferPool {
+    /// The pool of a session with this look-ahead. It keeps every buffer the look-ahead
+    /// and the reader's history can span in the largest buffers, one more where a buffer is
+    /// only partly inside, and two spare: it keeps the newest, so a buffer that becomes free
+    /// after more were sent is freed, and the next one is allocated and zeroed. 8 for the
+    /// default 4 MiB look-ahead (a sequential read with it full holds 6), 23 for 64 KiB
+    /// (16 KiB chunks, about 21 held).
+    pub(crate) fn for_look_ahead(look_ahead: u64) -> Self {
+        let largest = largest_chunk(look_ahead);
+        let span = look_ahead.saturating_add(HISTORY_BYTES as u64);
+        let limit = span.div_ceil(largest as u64) as usize + 3;
+        BufferPool::new(chunk_size(look_ahead), largest, limit)
+    }
+
     /// A pool whose fetches start their fresh buffers at `first` bytes and grow them to
     /// `largest`, keeping at most `limit` sent buffers for reuse.
     pub(crate) fn new(first: usize, largest: usize, limit: usize) -> Self {
@@ -202,6 +217,26 @@ mod tests {
         drop(dropped);
         assert_eq!(pool.take().as_ptr(), address);
         drop(held);
+    }
+
+    #[test]
+    fn the_pool_keeps_what_a_look_ahead_and_the_history_span() {
+        const KIB: u64 = 1024;
+        let cases = [
+            // look-ahead, first buffer, largest buffer, buffers kept
+            (64 * KIB, 16 * 1024, 16 * 1024, 23),
+            (256 * KIB, 64 * 1024, 64 * 1024, 11),
+            (4096 * KIB, 256 * 1024, 1024 * 1024, 8),
+            (64 * 1024 * KIB, 256 * 1024, 1024 * 1024, 68),
+        ];
+        for (look_ahead, first, largest, limit) in cases {
+            let pool = BufferPool::for_look_ahead(look_ahead);
+            assert_eq!(
+                (pool.first, pool.largest, pool.limit),
+                (first, largest, limit),
+                "look-ahead {look_ahead}"
+            );
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::report::Report;
 use super::retry::Retries;
 use super::status::Status;
 use super::stop::StopWatch;
-use super::{chunk_size, largest_chunk, Command, DriverSpec, Fetch, Opened};
+use super::{Command, DriverSpec, Fetch, Opened};
 use crate::range_policy::ShortPartial;
 use crate::range_set::RangeSet;
 use crate::FileError;
@@ -187,14 +187,7 @@ impl Driver {
         }
         Driver {
             http: Http::new(spec.url.clone(), spec.options.clone(), spec.pinned.clone()),
-            // Kept for reuse: at most the look-ahead in the largest buffers, plus the
-            // reader's current chunk and history and the buffer being filled (a sequential
-            // read with a full 4 MiB look-ahead holds 6), with room to spare.
-            pool: BufferPool::new(
-                chunk_size(look_ahead),
-                largest_chunk(look_ahead),
-                look_ahead.div_ceil(largest_chunk(look_ahead) as u64) as usize + 4,
-            ),
+            pool: BufferPool::for_look_ahead(look_ahead),
             sink,
             outlet: parts.outlet,
             commands: parts.commands,

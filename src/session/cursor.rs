@@ -14,13 +14,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::cache::PartialFile;
 use crate::driver::{
-    Command, DriverHandle, Fetch, Message, Status, StopSignal, Want, CHUNK_SIZE, NEAR_AHEAD,
+    Command, DriverHandle, Fetch, Message, Status, StopSignal, Want, CHUNK_SIZE, HISTORY_BYTES,
+    NEAR_AHEAD,
 };
 use crate::{lock, FileError};
-
-/// Recently read bytes kept for short backward seeks (decoders re-read headers and
-/// probe windows constantly).
-const HISTORY_BYTES: usize = 256 * 1024;
 
 /// What a cursor works with, borrowed from its session.
 pub(crate) struct Env<'a> {
