@@ -496,7 +496,10 @@ mod tests {
         let sent = outlet.seal(small.clone());
         assert_eq!(sent, small);
         assert_ne!(sent.as_ptr(), small.as_ptr());
-        assert!(small.is_unique(), "the sent copy shares nothing with the original");
+        assert!(
+            small.is_unique(),
+            "the sent copy shares nothing with the original"
+        );
         let sent = outlet.seal(large.clone());
         assert_eq!(sent.as_ptr(), large.as_ptr());
     }
