@@ -45,7 +45,7 @@ impl BufferPool {
 
     /// A pool whose fetches start their fresh buffers at `first` bytes and grow them to
     /// `largest`, keeping at most `limit` sent buffers for reuse.
-    pub(crate) fn new(first: usize, largest: usize, limit: usize) -> Self {
+    fn new(first: usize, largest: usize, limit: usize) -> Self {
         BufferPool {
             first,
             largest: largest.max(first),
