@@ -96,6 +96,17 @@ pub(crate) fn channel_capacity(look_ahead: u64) -> usize {
     look_ahead.div_ceil(chunk_size(look_ahead) as u64) as usize + 1
 }
 
+/// Called by the driver when the reader has just woken it (room in the look-ahead, or in
+/// the channel): gives the CPU back once. The reader may run on the CPU the driver was
+/// woken onto, and a thread woken after a long wait runs first: it preempted the reader
+/// until its refill was done, 1.7-3.0 ms in 2-4 of 32 seeks into the look-ahead
+/// (measured; the reader was switched out involuntarily twice in each). With the yield
+/// the slowest of those seeks took 11-19 µs. When the driver has a CPU of its own, the
+/// yield returns at once.
+pub(crate) fn let_reader_run() {
+    thread::yield_now();
+}
+
 /// How long dropping a session waits for a driver stuck where cancellation cannot reach
 /// (DNS, TCP connect); a commit in progress is always waited for.
 const JOIN_DEADLINE: Duration = Duration::from_secs(2);

@@ -321,7 +321,10 @@ impl Outlet {
             Ok(()) => Ok(()),
             Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(Interrupt::Exit),
             Err(crossbeam_channel::TrySendError::Full(message)) => select! {
-                send(data, message) -> sent => sent.map_err(|_| Interrupt::Exit),
+                send(data, message) -> sent => {
+                    super::let_reader_run();
+                    sent.map_err(|_| Interrupt::Exit)
+                }
                 recv(commands) -> command => Err(Interrupt::from_command(command.ok())),
                 recv(stop.receiver()) -> _ => Err(Interrupt::Exit),
             },

@@ -48,6 +48,7 @@ impl Driver {
             };
             self.outlet.pace(false);
             woken?;
+            super::let_reader_run();
         }
     }
 }
