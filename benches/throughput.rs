@@ -1332,7 +1332,57 @@ fn target_seek(b: &Bench, main: &TestFile) -> Vec<Row> {
     }
     rows.push(back);
     rows.push(fwd);
+    rows.push(wake_floor(reps));
     rows
+}
+
+/// 5b'': the machine's floor under 5b'. A forward seek that frees room in a full
+/// look-ahead wakes the driver, parked in `select!` on three channels; this is that
+/// wake alone: a `try_send` to a thread parked the same way, timed on the sender (who
+/// pays the futex wake), after the thread sat parked for 2 ms as a driver with a full
+/// look-ahead does.
+fn wake_floor(reps: usize) -> Row {
+    let mut row = Row::new(
+        "5b''",
+        "floor of 5b': waking a parked thread",
+        Unit::Micros,
+        Goal::Info,
+    );
+    let (demand_tx, demand_rx) = crossbeam_channel::bounded::<()>(1);
+    let (_commands_tx, commands_rx) = crossbeam_channel::unbounded::<()>();
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let (ack_tx, ack_rx) = crossbeam_channel::bounded::<()>(1);
+    let parked = thread::spawn(move || loop {
+        crossbeam_channel::select! {
+            recv(demand_rx) -> _ => {
+                if ack_tx.send(()).is_err() {
+                    return;
+                }
+            }
+            recv(commands_rx) -> _ => return,
+            recv(stop_rx) -> _ => return,
+        }
+    });
+    for rep in 0..=reps {
+        // Idle time, not synchronisation: the thread is parked and its CPU idle.
+        thread::sleep(Duration::from_millis(2));
+        let t0 = Instant::now();
+        let sent = demand_tx.try_send(());
+        let us = t0.elapsed().as_secs_f64() * 1e6;
+        if sent.is_err() || ack_rx.recv_timeout(Duration::from_secs(5)).is_err() {
+            row.fail("the parked thread did not answer".into());
+            break;
+        }
+        if rep > 0 {
+            row.ours.push(us);
+        }
+    }
+    drop(stop_tx);
+    if parked.join().is_err() {
+        row.fail("the parked thread panicked".into());
+    }
+    row.note = "crossbeam try_send to a thread in select!, sender's time".into();
+    row
 }
 
 /// Waits (bounded by `limit`) until the session has received `bytes`.
@@ -2473,8 +2523,52 @@ mod cache_targets {
             }
             Err(e) => seek.fail(e),
         }
+        let floor = map_floor(main, &body, b.config.seek_reps);
         let _ = std::fs::remove_dir_all(&dir);
-        vec![row, seek]
+        vec![row, seek, floor]
+    }
+
+    /// 5c': the machine's floor under 5c. A cached session maps its body afresh, so a
+    /// read at a new place first faults the page in (the body is in the page cache); this
+    /// is that alone: a fresh `memmap2` map of the same body, 4 KiB copied from each of
+    /// 5c's offsets, bytes checked.
+    fn map_floor(main: &TestFile, body: &Path, reps: usize) -> Row {
+        let mut row = Row::new(
+            "5c'",
+            "floor of 5c: 4 KiB from a fresh mmap",
+            Unit::Micros,
+            Goal::Info,
+        );
+        let map = std::fs::File::open(body).and_then(|file| {
+            // SAFETY: the body is a committed cache file that nothing writes or truncates
+            // while this run holds the map (the cache dir is the bench's own).
+            unsafe { memmap2::Mmap::map(&file) }
+        });
+        let map = match map {
+            Ok(map) => map,
+            Err(e) => {
+                row.fail(format!("{}: {e}", body.display()));
+                return row;
+            }
+        };
+        let mut buffer = [0u8; SEEK_READ];
+        let mut scratch = Vec::new();
+        let offsets = far_offsets(main.size, reps + 1, 0xcace);
+        for (rep, &offset) in offsets.iter().enumerate() {
+            let at = offset as usize;
+            let t0 = Instant::now();
+            buffer.copy_from_slice(&map[at..at + SEEK_READ]);
+            let us = t0.elapsed().as_secs_f64() * 1e6;
+            if let Err(e) = check_bytes(main.seed, offset, &buffer, &mut scratch) {
+                row.fail(e);
+                break;
+            }
+            if rep > 0 {
+                row.ours.push(us);
+            }
+        }
+        row.note = "no session: memmap2 map of the body, first touch of each offset".into();
+        row
     }
 }
 
@@ -2651,7 +2745,9 @@ fn chart_series(rows: &[Row]) -> (Vec<chart::Series>, Vec<chart::Series>) {
         pick("5d", "trickling origin\nplain ureq", true),
         pick("5b", "into history\nkithara-file", false),
         pick("5b'", "into look-ahead\nkithara-file", false),
+        pick("5b''", "floor: wake\na parked thread", false),
         pick("5c", "cached body\nkithara-file", false),
+        pick("5c'", "floor: 4 KiB\nfrom a fresh mmap", false),
     ];
     (
         throughput.into_iter().flatten().collect(),
