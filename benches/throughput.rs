@@ -1336,18 +1336,13 @@ fn target_seek(b: &Bench, main: &TestFile) -> Vec<Row> {
     rows
 }
 
-/// 5b'': the machine's floor under 5b'. A forward seek that frees room in a full
-/// look-ahead wakes the driver, parked in `select!` on three channels; this is that
-/// wake alone: a `try_send` to a thread parked the same way, timed on the sender (who
-/// pays the futex wake), after the thread sat parked for 2 ms as a driver with a full
-/// look-ahead does.
+/// 5b'': the wake in 5b', alone. A forward seek that frees room in a full look-ahead
+/// wakes the driver, parked in `select!` on three channels; this is a `try_send` to a
+/// thread parked the same way, timed on the sender (who pays the futex wake), after the
+/// thread sat parked for 2 ms as a driver with a full look-ahead does. Not a lower bound
+/// of 5b': it varies from run to run as much as 5b' does.
 fn wake_floor(reps: usize) -> Row {
-    let mut row = Row::new(
-        "5b''",
-        "floor of 5b': waking a parked thread",
-        Unit::Micros,
-        Goal::Info,
-    );
+    let mut row = Row::new("5b''", "the wake in 5b', alone", Unit::Micros, Goal::Info);
     let (demand_tx, demand_rx) = crossbeam_channel::bounded::<()>(1);
     let (_commands_tx, commands_rx) = crossbeam_channel::unbounded::<()>();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -1381,7 +1376,7 @@ fn wake_floor(reps: usize) -> Row {
     if parked.join().is_err() {
         row.fail("the parked thread panicked".into());
     }
-    row.note = "crossbeam try_send to a thread in select!, sender's time".into();
+    row.note = "crossbeam try_send waking a thread parked in select!, sender's time".into();
     row
 }
 
@@ -2481,9 +2476,16 @@ mod cache_targets {
         let (cache, body) = match setup {
             Ok(v) => v,
             Err(e) => {
+                let mut floor = Row::new(
+                    "5c'",
+                    "the first touch in 5c, alone",
+                    Unit::Micros,
+                    Goal::Info,
+                );
                 row.fail(e.clone());
-                seek.fail(e);
-                return vec![row, seek];
+                seek.fail(e.clone());
+                floor.fail(e);
+                return vec![row, seek, floor];
             }
         };
         for rep in 0..=b.config.reps {
@@ -2528,14 +2530,14 @@ mod cache_targets {
         vec![row, seek, floor]
     }
 
-    /// 5c': the machine's floor under 5c. A cached session maps its body afresh, so a
-    /// read at a new place first faults the page in (the body is in the page cache); this
-    /// is that alone: a fresh `memmap2` map of the same body, 4 KiB copied from each of
-    /// 5c's offsets, bytes checked.
+    /// 5c': the first touch in 5c, alone. A cached session maps its body afresh, so a read
+    /// at a new place first faults the page in (the body is in the page cache); this is a
+    /// fresh `memmap2` map of the same body, 4 KiB copied from each of 5c's offsets, bytes
+    /// checked.
     fn map_floor(main: &TestFile, body: &Path, reps: usize) -> Row {
         let mut row = Row::new(
             "5c'",
-            "floor of 5c: 4 KiB from a fresh mmap",
+            "the first touch in 5c, alone",
             Unit::Micros,
             Goal::Info,
         );
@@ -2745,9 +2747,9 @@ fn chart_series(rows: &[Row]) -> (Vec<chart::Series>, Vec<chart::Series>) {
         pick("5d", "trickling origin\nplain ureq", true),
         pick("5b", "into history\nkithara-file", false),
         pick("5b'", "into look-ahead\nkithara-file", false),
-        pick("5b''", "floor: wake\na parked thread", false),
+        pick("5b''", "the wake in 5b'\nalone", false),
         pick("5c", "cached body\nkithara-file", false),
-        pick("5c'", "floor: 4 KiB\nfrom a fresh mmap", false),
+        pick("5c'", "first touch of a\nfresh map, alone", false),
     ];
     (
         throughput.into_iter().flatten().collect(),

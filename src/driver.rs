@@ -97,12 +97,12 @@ pub(crate) fn channel_capacity(look_ahead: u64) -> usize {
 }
 
 /// Called by the driver when the reader has just woken it (room in the look-ahead, or in
-/// the channel): gives the CPU back once. The reader may run on the CPU the driver was
-/// woken onto, and a thread woken after a long wait runs first: it preempted the reader
-/// until its refill was done, 1.7-3.0 ms in 2-4 of 32 seeks into the look-ahead
-/// (measured; the reader was switched out involuntarily twice in each). With the yield
-/// the slowest of those seeks took 11-19 µs. When the driver has a CPU of its own, the
-/// yield returns at once.
+/// the channel): gives the CPU back once. The scheduler can place the woken driver on the
+/// reader's CPU and run it first: it then held the reader off until its refill was done,
+/// 1.7-3.0 ms in 2-4 of 32 seeks into the look-ahead (measured: two involuntary switches
+/// of the reader in each). With the yield the slowest seek alone took 11-28 µs, and the
+/// slowest seek + 4 KiB read (bench 5b') 23-35 µs over five runs. With a CPU to itself
+/// the driver gets it straight back.
 pub(crate) fn let_reader_run() {
     thread::yield_now();
 }

@@ -328,6 +328,14 @@
 //! the few OS specifics of the asset cache that is neither built nor tested by CI: treat
 //! it as unsupported. Targets that are neither Unix nor Windows (WebAssembly among them)
 //! stop the build with a `compile_error!`.
+// Without the features that define them, the crate docs' links to the async reader point
+// at the section on features, so `cargo doc` is clean with any feature set.
+#![cfg_attr(
+    not(any(feature = "futures-io", feature = "tokio")),
+    doc = "",
+    doc = "[`AsyncFileReader`]: #cargo-features",
+    doc = "[`FileSession::async_reader`]: #cargo-features"
+)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -322,8 +322,9 @@ impl Outlet {
             Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(Interrupt::Exit),
             Err(crossbeam_channel::TrySendError::Full(message)) => select! {
                 send(data, message) -> sent => {
+                    sent.map_err(|_| Interrupt::Exit)?;
                     super::let_reader_run();
-                    sent.map_err(|_| Interrupt::Exit)
+                    Ok(())
                 }
                 recv(commands) -> command => Err(Interrupt::from_command(command.ok())),
                 recv(stop.receiver()) -> _ => Err(Interrupt::Exit),
