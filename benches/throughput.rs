@@ -1332,7 +1332,7 @@ fn target_seek(b: &Bench, main: &TestFile) -> Vec<Row> {
     }
     rows.push(back);
     rows.push(fwd);
-    rows.push(wake_floor(reps));
+    rows.push(wake_alone(reps));
     rows
 }
 
@@ -1341,7 +1341,7 @@ fn target_seek(b: &Bench, main: &TestFile) -> Vec<Row> {
 /// thread parked the same way, timed on the sender (who pays the futex wake), after the
 /// thread sat parked for 2 ms as a driver with a full look-ahead does. Not a lower bound
 /// of 5b': it varies from run to run as much as 5b' does.
-fn wake_floor(reps: usize) -> Row {
+fn wake_alone(reps: usize) -> Row {
     let mut row = Row::new("5b''", "the wake in 5b', alone", Unit::Micros, Goal::Info);
     let (demand_tx, demand_rx) = crossbeam_channel::bounded::<()>(1);
     let (_commands_tx, commands_rx) = crossbeam_channel::unbounded::<()>();
@@ -2458,6 +2458,12 @@ mod cache_targets {
             Unit::Micros,
             Goal::AtMost(3.0),
         );
+        let mut first_touch = Row::new(
+            "5c'",
+            "the first touch in 5c, alone",
+            Unit::Micros,
+            Goal::Info,
+        );
         let dir = b.work.join("cache-hit");
         let setup = AssetCache::open(&dir)
             .map_err(|e| e.to_string())
@@ -2476,16 +2482,10 @@ mod cache_targets {
         let (cache, body) = match setup {
             Ok(v) => v,
             Err(e) => {
-                let mut floor = Row::new(
-                    "5c'",
-                    "the first touch in 5c, alone",
-                    Unit::Micros,
-                    Goal::Info,
-                );
                 row.fail(e.clone());
                 seek.fail(e.clone());
-                floor.fail(e);
-                return vec![row, seek, floor];
+                first_touch.fail(e);
+                return vec![row, seek, first_touch];
             }
         };
         for rep in 0..=b.config.reps {
@@ -2525,22 +2525,16 @@ mod cache_targets {
             }
             Err(e) => seek.fail(e),
         }
-        let floor = map_floor(main, &body, b.config.seek_reps);
+        fresh_map_reads(&mut first_touch, main, &body, b.config.seek_reps);
         let _ = std::fs::remove_dir_all(&dir);
-        vec![row, seek, floor]
+        vec![row, seek, first_touch]
     }
 
     /// 5c': the first touch in 5c, alone. A cached session maps its body afresh, so a read
     /// at a new place first faults the page in (the body is in the page cache); this is a
     /// fresh `memmap2` map of the same body, 4 KiB copied from each of 5c's offsets, bytes
     /// checked.
-    fn map_floor(main: &TestFile, body: &Path, reps: usize) -> Row {
-        let mut row = Row::new(
-            "5c'",
-            "the first touch in 5c, alone",
-            Unit::Micros,
-            Goal::Info,
-        );
+    fn fresh_map_reads(row: &mut Row, main: &TestFile, body: &Path, reps: usize) {
         let map = std::fs::File::open(body).and_then(|file| {
             // SAFETY: the body is a committed cache file that nothing writes or truncates
             // while this run holds the map (the cache dir is the bench's own).
@@ -2550,7 +2544,7 @@ mod cache_targets {
             Ok(map) => map,
             Err(e) => {
                 row.fail(format!("{}: {e}", body.display()));
-                return row;
+                return;
             }
         };
         let mut buffer = [0u8; SEEK_READ];
@@ -2570,7 +2564,6 @@ mod cache_targets {
             }
         }
         row.note = "no session: memmap2 map of the body, first touch of each offset".into();
-        row
     }
 }
 

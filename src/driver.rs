@@ -52,9 +52,9 @@ pub(crate) use stop::StopSignal;
 /// counted in. A reader that outruns the network blocks about once per chunk, so the chunk
 /// sets the context switches per MiB (a sequential 256 MiB read from nginx: 64 KiB chunks
 /// ~12/MiB, 256 KiB 5.6-7.1/MiB, 1 MiB 2.4-3.8/MiB); a fetch's fresh buffers therefore grow
-/// to [`LARGEST_CHUNK`] while it runs, and free ones are reused (`driver/buffer_pool.rs`). It starts at 256 KiB because a fresh buffer is zeroed: 1 MiB
-/// fresh buffers from a fetch's start made a far seek + 4 KiB 285-380 µs, against
-/// 165-292 µs.
+/// to [`LARGEST_CHUNK`] while it runs, and free ones are reused (`driver/buffer_pool.rs`).
+/// It starts at 256 KiB because a fresh buffer is zeroed: 1 MiB fresh buffers from a
+/// fetch's start made a far seek + 4 KiB 285-380 µs, against 165-292 µs.
 pub(crate) const CHUNK_SIZE: usize = 256 * 1024;
 
 /// What a fetch's chunks grow to (for a look-ahead of at least 4 MiB). Measured against
