@@ -502,16 +502,33 @@ fn start_nginx(binary: &Path, base: &Path, www: &Path) -> Result<Server, String>
 // ---------------------------------------------------------------------------------------
 // Readers
 
-fn plain_agent() -> ureq::Agent {
+/// ureq's default input buffer (what one socket read can take).
+const UREQ_INPUT_BUFFER: usize = 128 * 1024;
+
+/// The input buffer kithara-file's agent uses with the default look-ahead (`src/agent.rs`).
+const OURS_INPUT_BUFFER: usize = 512 * 1024;
+
+/// A plain ureq agent: ureq's defaults, with `input_buffer` bytes of input buffer.
+fn plain_agent(input_buffer: usize) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .input_buffer_size(input_buffer)
         .build()
         .into()
 }
 
 /// A plain ureq GET (optionally ranged) on a fresh agent: the body as a reader.
 fn plain_get(url: &Url, range: Option<(u64, u64)>) -> Result<ureq::BodyReader<'static>, String> {
-    let agent = plain_agent();
+    plain_get_buffered(url, range, UREQ_INPUT_BUFFER)
+}
+
+/// [`plain_get`] on an agent with `input_buffer` bytes of input buffer.
+fn plain_get_buffered(
+    url: &Url,
+    range: Option<(u64, u64)>,
+    input_buffer: usize,
+) -> Result<ureq::BodyReader<'static>, String> {
+    let agent = plain_agent(input_buffer);
     let mut request = agent
         .get(url.as_str())
         .header("Accept-Encoding", "identity");
@@ -997,6 +1014,13 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
         Goal::Info,
     );
     curl_row.ref_label = "kithara-file".into();
+    let mut vs_buffered = Row::new(
+        "1f",
+        "seq read vs plain ureq, same input buffer (info)",
+        Unit::MibPerSec,
+        Goal::Info,
+    );
+    vs_buffered.ref_label = format!("plain ureq, {} KiB input buffer", OURS_INPUT_BUFFER / 1024);
     let curl = ["/usr/bin/curl", "/usr/local/bin/curl"]
         .iter()
         .map(std::path::Path::new)
@@ -1010,16 +1034,21 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
     }
     let mut ours = Vec::new();
     let mut plain = Vec::new();
+    let mut buffered = Vec::new();
     let mut sd = Vec::new();
+    let open_buffered = || -> Result<Box<dyn Read + Send>, String> {
+        Ok(Box::new(plain_get_buffered(&url, None, OURS_INPUT_BUFFER)?))
+    };
     // Repetition 0 warms up and checks the bytes; it is not recorded.
     for rep in 0..=b.config.reps {
         let verify = rep == 0;
-        let (mut r_ours, mut r_plain, mut r_sd) = (None, None, None);
+        let (mut r_ours, mut r_plain, mut r_buffered, mut r_sd) = (None, None, None, None);
         rotate(
             rep,
             &mut [
                 &mut || r_ours = Some(timed_read(main, verify, || open_reader(Who::Ours, &url))),
                 &mut || r_plain = Some(timed_read(main, verify, || open_reader(Who::Plain, &url))),
+                &mut || r_buffered = Some(timed_read(main, verify, open_buffered)),
                 &mut || r_sd = b.sd.as_ref().map(|bin| sd_read(bin, &url, main, verify)),
                 &mut || {
                     if let (Some(curl), false) = (curl, verify) {
@@ -1046,6 +1075,11 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
             Some(Err(e)) => vs_sd.fail(e),
             _ => {}
         }
+        match r_buffered {
+            Some(Ok(s)) if !verify => buffered.push(s),
+            Some(Err(e)) => vs_buffered.fail(e),
+            _ => {}
+        }
     }
     let tput = |v: &[Sample]| v.iter().map(Sample::mib_per_s).collect::<Vec<_>>();
     vs_plain.ours = tput(&ours);
@@ -1059,7 +1093,20 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
     switches.error.clone_from(&cpu.error);
     curl_row.ours = curl_speeds;
     curl_row.reference = tput(&ours);
-    vec![vs_plain, vs_sd, cpu, switches, curl_row]
+    vs_buffered.ours = tput(&ours);
+    vs_buffered.reference = tput(&buffered);
+    if !buffered.is_empty() {
+        let per =
+            |v: &[Sample], f: fn(&Sample) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
+        vs_buffered.note = format!(
+            "CPU {:.3} against {:.3} s/GiB, context switches {:.1} against {:.1} per MiB",
+            per(&ours, Sample::cpu_per_gib),
+            per(&buffered, Sample::cpu_per_gib),
+            per(&ours, Sample::switches_per_mib),
+            per(&buffered, Sample::switches_per_mib),
+        );
+    }
+    vec![vs_plain, vs_sd, cpu, switches, curl_row, vs_buffered]
 }
 
 /// curl's own measure of a whole download to /dev/null, in MiB/s.
@@ -1541,7 +1588,7 @@ fn traffic_plain(
     plan: &[(u64, usize)],
 ) -> Result<Traffic, String> {
     let url = origin_url(&b.server.origin, target)?;
-    let agent = plain_agent();
+    let agent = plain_agent(UREQ_INPUT_BUFFER);
     let mut scratch = Vec::new();
     let mut body = Vec::new();
     let mut delivered = 0;
