@@ -502,31 +502,29 @@ fn start_nginx(binary: &Path, base: &Path, www: &Path) -> Result<Server, String>
 // ---------------------------------------------------------------------------------------
 // Readers
 
-/// ureq's default input buffer (what one socket read can take).
-const UREQ_INPUT_BUFFER: usize = 128 * 1024;
-
-/// The input buffer kithara-file's agent uses with the default look-ahead (`src/agent.rs`).
+/// The input buffer kithara-file's agent uses over `http` with the default look-ahead
+/// (`input_buffer_size` in `src/agent.rs`): row 1f gives plain ureq the same.
 const OURS_INPUT_BUFFER: usize = 512 * 1024;
 
-/// A plain ureq agent: ureq's defaults, with `input_buffer` bytes of input buffer.
-fn plain_agent(input_buffer: usize) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .input_buffer_size(input_buffer)
-        .build()
-        .into()
+/// A plain ureq agent: ureq's defaults, or `input_buffer` bytes of input buffer.
+fn plain_agent(input_buffer: Option<usize>) -> ureq::Agent {
+    let config = ureq::Agent::config_builder().http_status_as_error(false);
+    match input_buffer {
+        Some(bytes) => config.input_buffer_size(bytes).build().into(),
+        None => config.build().into(),
+    }
 }
 
 /// A plain ureq GET (optionally ranged) on a fresh agent: the body as a reader.
 fn plain_get(url: &Url, range: Option<(u64, u64)>) -> Result<ureq::BodyReader<'static>, String> {
-    plain_get_buffered(url, range, UREQ_INPUT_BUFFER)
+    plain_get_with_input_buffer(url, range, None)
 }
 
-/// [`plain_get`] on an agent with `input_buffer` bytes of input buffer.
-fn plain_get_buffered(
+/// [`plain_get`] on an agent with `input_buffer` bytes of input buffer, if given.
+fn plain_get_with_input_buffer(
     url: &Url,
     range: Option<(u64, u64)>,
-    input_buffer: usize,
+    input_buffer: Option<usize>,
 ) -> Result<ureq::BodyReader<'static>, String> {
     let agent = plain_agent(input_buffer);
     let mut request = agent
@@ -1014,13 +1012,13 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
         Goal::Info,
     );
     curl_row.ref_label = "kithara-file".into();
-    let mut vs_buffered = Row::new(
+    let mut vs_same_buffer = Row::new(
         "1f",
         "seq read vs plain ureq, same input buffer (info)",
         Unit::MibPerSec,
         Goal::Info,
     );
-    vs_buffered.ref_label = format!("plain ureq, {} KiB input buffer", OURS_INPUT_BUFFER / 1024);
+    vs_same_buffer.ref_label = format!("plain ureq, {} KiB input buffer", OURS_INPUT_BUFFER / 1024);
     let curl = ["/usr/bin/curl", "/usr/local/bin/curl"]
         .iter()
         .map(std::path::Path::new)
@@ -1034,21 +1032,22 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
     }
     let mut ours = Vec::new();
     let mut plain = Vec::new();
-    let mut buffered = Vec::new();
+    let mut same_buffer = Vec::new();
     let mut sd = Vec::new();
-    let open_buffered = || -> Result<Box<dyn Read + Send>, String> {
-        Ok(Box::new(plain_get_buffered(&url, None, OURS_INPUT_BUFFER)?))
+    let open_same_buffer = || -> Result<Box<dyn Read + Send>, String> {
+        let body = plain_get_with_input_buffer(&url, None, Some(OURS_INPUT_BUFFER))?;
+        Ok(Box::new(body))
     };
     // Repetition 0 warms up and checks the bytes; it is not recorded.
     for rep in 0..=b.config.reps {
         let verify = rep == 0;
-        let (mut r_ours, mut r_plain, mut r_buffered, mut r_sd) = (None, None, None, None);
+        let (mut r_ours, mut r_plain, mut r_same, mut r_sd) = (None, None, None, None);
         rotate(
             rep,
             &mut [
                 &mut || r_ours = Some(timed_read(main, verify, || open_reader(Who::Ours, &url))),
                 &mut || r_plain = Some(timed_read(main, verify, || open_reader(Who::Plain, &url))),
-                &mut || r_buffered = Some(timed_read(main, verify, open_buffered)),
+                &mut || r_same = Some(timed_read(main, verify, open_same_buffer)),
                 &mut || r_sd = b.sd.as_ref().map(|bin| sd_read(bin, &url, main, verify)),
                 &mut || {
                     if let (Some(curl), false) = (curl, verify) {
@@ -1059,6 +1058,9 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
                 },
             ],
         );
+        if let Some(Err(e)) = &r_ours {
+            vs_same_buffer.fail(e.clone());
+        }
         for (result, into) in [(r_ours, &mut ours), (r_plain, &mut plain)] {
             match result {
                 Some(Ok(s)) if !verify => into.push(s),
@@ -1075,9 +1077,9 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
             Some(Err(e)) => vs_sd.fail(e),
             _ => {}
         }
-        match r_buffered {
-            Some(Ok(s)) if !verify => buffered.push(s),
-            Some(Err(e)) => vs_buffered.fail(e),
+        match r_same {
+            Some(Ok(s)) if !verify => same_buffer.push(s),
+            Some(Err(e)) => vs_same_buffer.fail(e),
             _ => {}
         }
     }
@@ -1093,20 +1095,20 @@ fn target_sequential(b: &Bench, main: &TestFile) -> Vec<Row> {
     switches.error.clone_from(&cpu.error);
     curl_row.ours = curl_speeds;
     curl_row.reference = tput(&ours);
-    vs_buffered.ours = tput(&ours);
-    vs_buffered.reference = tput(&buffered);
-    if !buffered.is_empty() {
+    vs_same_buffer.ours = tput(&ours);
+    vs_same_buffer.reference = tput(&same_buffer);
+    if !ours.is_empty() && !same_buffer.is_empty() {
         let per =
             |v: &[Sample], f: fn(&Sample) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
-        vs_buffered.note = format!(
+        vs_same_buffer.note = format!(
             "CPU {:.3} against {:.3} s/GiB, context switches {:.1} against {:.1} per MiB",
             per(&ours, Sample::cpu_per_gib),
-            per(&buffered, Sample::cpu_per_gib),
+            per(&same_buffer, Sample::cpu_per_gib),
             per(&ours, Sample::switches_per_mib),
-            per(&buffered, Sample::switches_per_mib),
+            per(&same_buffer, Sample::switches_per_mib),
         );
     }
-    vec![vs_plain, vs_sd, cpu, switches, curl_row, vs_buffered]
+    vec![vs_plain, vs_sd, cpu, switches, curl_row, vs_same_buffer]
 }
 
 /// curl's own measure of a whole download to /dev/null, in MiB/s.
@@ -1588,7 +1590,7 @@ fn traffic_plain(
     plan: &[(u64, usize)],
 ) -> Result<Traffic, String> {
     let url = origin_url(&b.server.origin, target)?;
-    let agent = plain_agent(UREQ_INPUT_BUFFER);
+    let agent = plain_agent(None);
     let mut scratch = Vec::new();
     let mut body = Vec::new();
     let mut delivered = 0;

@@ -1,5 +1,5 @@
 //! The ureq agent behind every request of a session (timeouts, redirects by hand, the
-//! trusted roots, the proxy), and what a TLS failure tells the user.
+//! trusted roots, the proxy, the input buffer), and what a TLS failure tells the user.
 
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::{Agent, Proxy};
@@ -7,9 +7,10 @@ use url::Url;
 
 use crate::options::FileSourceOptions;
 
-/// The agent for one session. `options` were validated at open, so every root certificate
-/// and the proxy URL parse.
-pub(crate) fn build_agent(options: &FileSourceOptions) -> Agent {
+/// The agent for one session, whose requests go to `url` (for the input buffer: see
+/// [`input_buffer_size`]). `options` were validated at open, so every root certificate and
+/// the proxy URL parse.
+pub(crate) fn build_agent(options: &FileSourceOptions, url: &Url) -> Agent {
     let mut config = Agent::config_builder()
         .http_status_as_error(false)
         // Redirects are followed by hand: the https-to-http check and the final URL need it.
@@ -19,7 +20,7 @@ pub(crate) fn build_agent(options: &FileSourceOptions) -> Agent {
         .timeout_recv_response(Some(options.read_timeout))
         .timeout_per_read(Some(options.read_timeout))
         .user_agent(options.user_agent.as_str())
-        .input_buffer_size(input_buffer_size(options.look_ahead));
+        .input_buffer_size(input_buffer_size(options.look_ahead, url));
     // Without `with_proxy` the builder keeps ureq's default, `Proxy::try_from_env()`, read
     // now (when the session opens).
     if let Some(proxy) = &options.proxy {
@@ -34,25 +35,39 @@ pub(crate) fn build_agent(options: &FileSourceOptions) -> Agent {
     config.build().into()
 }
 
-/// ureq's input buffer: what one socket read can take. An eighth of the look-ahead, from
-/// ureq's default of 128 KiB up to 512 KiB (the default look-ahead's).
+/// ureq's default input buffer.
+const UREQ_INPUT_BUFFER: usize = 128 * 1024;
+
+/// ureq's input buffer, what one socket read can take: over `http`, an eighth of the
+/// look-ahead from 128 KiB up to 512 KiB (512 KiB with the default 4 MiB look-ahead; the
+/// bench's `OURS_INPUT_BUFFER` and row 1f assume it). Over `https` ureq's default 128
+/// KiB, because ureq's TLS layer allocates a second buffer of the same size (that rustls
+/// fills one record, at most ~16 KiB, at a time) and the gain below was measured over
+/// plain TCP only. A session redirected from `http` to `https` keeps its agent's size.
 ///
-/// Measured against nginx on loopback (2 cores), sequential reads with 128 KiB socket
-/// reads: 1,400-1,550 MiB/s at 0.72-0.76 CPU s/GiB; with 512 KiB: 2,200-2,400 MiB/s at
-/// 0.37-0.42. Most of the difference is the kernel's copy out of the socket, which took
-/// half the `perf` samples for the same bytes (357 against 709 per GiB): a driver that
-/// takes what has queued in one read keeps up with the server and waits for it (blocked
-/// socket reads: 4-5 context switches per MiB against 2-3). 1 MiB gave 2,400-2,730 MiB/s at
-/// 0.28-0.32, for twice the memory and 6-8 context switches per MiB. Plain ureq gains as
-/// much from the same setting; bench row 1f compares the two with it.
+/// Measured against nginx on loopback (2 cores), a whole sequential read (rows 1a and 1c):
+/// - reads of up to 128 KiB: 1,400-1,550 MiB/s at 0.72-0.76 CPU s/GiB;
+/// - up to 512 KiB: 2,200-2,400 MiB/s at 0.37-0.42 CPU s/GiB. The kernel's copy out of the
+///   socket took half the `perf` samples for the same bytes (357 against 709 per GiB);
+/// - up to 1 MiB: 2,400-2,730 MiB/s at 0.28-0.32 CPU s/GiB, for twice the buffer.
 ///
-/// The cost: ureq zero-fills the whole buffer when it opens a connection (about 20 µs
-/// more from open to first byte on loopback: 191-247 µs against 185-209 µs), and each
-/// open connection holds it (6a: 7.6 against 6.9 MiB of anonymous memory for a 1 GiB
-/// read; 7b: 4,935 against 4,546 KiB per session). A smaller look-ahead asks for less
-/// memory, so the buffer shrinks with it.
-fn input_buffer_size(look_ahead: u64) -> usize {
-    (look_ahead / 8).clamp(128 * 1024, 512 * 1024) as usize
+/// The larger the reads, the more often the driver empties the socket and blocks in the
+/// next read (71 % of its context switches with 1 MiB were socket reads waiting for
+/// nginx): 4-5 context switches per MiB with 512 KiB, against 2-3 with 128 KiB and 6-8
+/// with 1 MiB. Against plain ureq given the same 512 KiB, kithara-file reads 0.85-1.02x
+/// as fast, and plain ureq switches 3.6-5.3 times per MiB (row 1f, four runs).
+///
+/// The cost: ureq zero-fills the whole buffer for every connection it opens (row 4, open
+/// to first byte: 200, 247 and 191 µs against 209, 185 and 208 µs in three interleaved
+/// runs of 51 opens), and each connection holds it while open or idle in the agent's pool
+/// (6a: 7.3-7.6 against 6.9 MiB of anonymous memory for a 1 GiB read; 7b: 4,935 against
+/// 4,546 KiB per session). A smaller look-ahead asks for less memory, so the buffer
+/// shrinks with it.
+fn input_buffer_size(look_ahead: u64, url: &Url) -> usize {
+    if url.scheme() != "http" {
+        return UREQ_INPUT_BUFFER;
+    }
+    (look_ahead / 8).clamp(UREQ_INPUT_BUFFER as u64, 512 * 1024) as usize
 }
 
 /// The default roots plus the user's. ureq's default (`RootCerts::WebPki`) cannot be
@@ -184,8 +199,9 @@ mod tests {
     }
 
     #[test]
-    fn the_input_buffer_is_an_eighth_of_the_look_ahead_within_128_to_512_kib() {
+    fn the_input_buffer_over_http_is_an_eighth_of_the_look_ahead_within_128_to_512_kib() {
         const KIB: u64 = 1024;
+        let http = Url::parse("http://example.com/a.mp3").unwrap();
         for (look_ahead, buffer) in [
             (64 * KIB, 128 * KIB),
             (1024 * KIB, 128 * KIB),
@@ -193,13 +209,28 @@ mod tests {
             (crate::options::DEFAULT_LOOK_AHEAD, 512 * KIB),
             (1024 * 1024 * KIB, 512 * KIB),
         ] {
-            assert_eq!(input_buffer_size(look_ahead) as u64, buffer, "{look_ahead}");
+            assert_eq!(
+                input_buffer_size(look_ahead, &http) as u64,
+                buffer,
+                "{look_ahead}"
+            );
         }
         let small = FileSourceOptions::new().with_look_ahead(1024 * KIB);
         for (options, buffer) in [(FileSourceOptions::new(), 512 * KIB), (small, 128 * KIB)] {
-            let agent = build_agent(&options);
+            let agent = build_agent(&options, &http);
             assert_eq!(agent.config().input_buffer_size() as u64, buffer);
         }
+    }
+
+    #[test]
+    fn the_input_buffer_over_https_is_ureqs_default() {
+        let https = Url::parse("https://example.com/a.mp3").unwrap();
+        let default = ureq::config::Config::default().input_buffer_size();
+        for look_ahead in [64 * 1024, crate::options::DEFAULT_LOOK_AHEAD, u64::MAX] {
+            assert_eq!(input_buffer_size(look_ahead, &https), default);
+        }
+        let agent = build_agent(&FileSourceOptions::new(), &https);
+        assert_eq!(agent.config().input_buffer_size(), default);
     }
 
     #[test]

@@ -185,8 +185,10 @@ impl FileSourceOptions {
     /// Bytes the downloader may hold ahead of the reader. Default: 4 MiB; at least 64 KiB.
     ///
     /// This bounds the memory a session holds, whatever the file size: the look-ahead
-    /// plus a 256 KiB window of recently read bytes for short backward seeks, and the
-    /// chunk buffers these partly fill (a quarter of the look-ahead each, at most 1 MiB).
+    /// plus a 256 KiB window of recently read bytes for short backward seeks, the chunk
+    /// buffers these partly fill (a quarter of the look-ahead each, at most 1 MiB), and
+    /// ureq's buffers for each open connection (128 KiB out; in, over `http`, an eighth
+    /// of the look-ahead, 128 to 512 KiB, and over `https` 128 KiB twice: TCP and TLS).
     ///
     /// The driver never receives more than this ahead of the reader, wherever the reader
     /// stops ([`FileSession::bytes_fetched`](crate::FileSession::bytes_fetched) minus the

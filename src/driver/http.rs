@@ -65,7 +65,7 @@ pub(crate) struct Answer {
 impl Http {
     pub(crate) fn new(url: Url, options: FileSourceOptions, pinned: Option<Validators>) -> Self {
         Http {
-            agent: build_agent(&options),
+            agent: build_agent(&options, &url),
             origin: url.origin(),
             retired: None,
             pinned_from_cache: pinned.is_some(),
@@ -88,7 +88,7 @@ impl Http {
 
     /// After a cancel (`Agent::shutdown`) the agent refuses requests: a fresh one.
     pub(crate) fn rebuild_agent(&mut self) {
-        self.agent = build_agent(&self.options);
+        self.agent = build_agent(&self.options, &self.url);
     }
 
     /// The URL requests go to, redacted.
